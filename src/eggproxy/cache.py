@@ -1,0 +1,256 @@
+"""The cache directory: its layout, atomic writes, locks and freshness.
+
+The URL space is the disk, so a static web server can answer every hit::
+
+    <cache_dir>/
+      .eggproxy-layout        layout version ("1"); checked at start
+      index.html index.json   the root page, both formats (mtime = fetch time)
+      .state.json             where the root page came from (ETag, serial, URL)
+      <project>/              PEP 503 normalised name
+        index.html            PEP 503 page, relative links  (mtime = fetch time)
+        index.json            PEP 691 page, relative links  (mtime = fetch time)
+        .state.json           ETag, upstream serial, source URL of the page
+        .upstream.json        the page as the upstream gave it (absolute URLs)
+        <file>                a verified distribution file, immutable
+        <file>.metadata       its PEP 658 core metadata, verified
+        .<name>.lock          flock(2) lock coordinating processes
+        .<name>.part          a download in progress (never served)
+
+Names starting with ``.`` are never a project or a file name, so a front
+end refuses them.  The fetch time of a page is the modification time of its
+rendered files: a page hit costs one ``stat``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from eggproxy.errors import ConfigError
+from eggproxy.names import NormalizedName
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION: Final = "1"
+LAYOUT_MARKER: Final = ".eggproxy-layout"
+STATE: Final = ".state.json"
+UPSTREAM: Final = ".upstream.json"
+PAGE_FILES: Final = {"html": "index.html", "json": "index.json"}
+
+
+class Freshness(enum.Enum):
+    """How a cached page stands against its TTL."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What we know about where a cached page came from."""
+
+    url: str
+    etag: str | None = None
+    serial: int | None = None
+    source: str = "upstream"
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> PageState:
+        raw: dict[str, Any] = json.loads(data)
+        return cls(
+            url=str(raw["url"]),
+            etag=raw.get("etag"),
+            serial=raw.get("serial"),
+            source=str(raw.get("source", "upstream")),
+        )
+
+
+def freshness(mtime: float | None, ttl: float, now: float) -> Freshness:
+    """Whether a page fetched at ``mtime`` is still fresh ``now``."""
+    if mtime is None:
+        return Freshness.MISSING
+    return Freshness.FRESH if now - mtime < ttl else Freshness.STALE
+
+
+class Cache:
+    """A cache directory laid out as described in this module's docstring."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def prepare(self) -> None:
+        """Create the tree (or check its layout version) and clean leftovers."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker = self.root / LAYOUT_MARKER
+        try:
+            version = marker.read_text().strip()
+        except FileNotFoundError:
+            write_atomic(marker, LAYOUT_VERSION.encode() + b"\n")
+            return
+        if version != LAYOUT_VERSION:
+            raise ConfigError(
+                f"cache layout version {version!r}, this eggproxy needs {LAYOUT_VERSION!r}",
+                key="cache_dir",
+            )
+
+    def clean_partials(self, older_than: float = 0.0) -> int:
+        """Remove partial downloads and temporary files left by a crash.
+
+        Only those whose lock is free are removed: a live download holds it.
+        """
+        removed = 0
+        now = time.time()
+        for part in self.root.glob("*/.*.part"):
+            lock_path = part.with_name(part.name.removesuffix(".part") + ".lock")
+            with self.try_lock(lock_path) as locked:
+                if not locked:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if now - part.stat().st_mtime >= older_than:
+                        part.unlink()
+                        removed += 1
+        for tmp in self.root.glob("*/.tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - tmp.stat().st_mtime >= max(older_than, 3600):
+                    tmp.unlink()
+                    removed += 1
+        return removed
+
+    # --- paths -----------------------------------------------------------
+
+    def project_dir(self, project: NormalizedName | None) -> Path:
+        """The directory of a project, or the root for the root page."""
+        return self.root if project is None else self.root / project
+
+    def page_path(self, project: NormalizedName | None, fmt: str) -> Path:
+        return self.project_dir(project) / PAGE_FILES[fmt]
+
+    def file_path(self, project: NormalizedName, filename: str) -> Path:
+        return self.root / project / filename
+
+    def lock_path(self, target: Path) -> Path:
+        return target.with_name(f".{target.name}.lock")
+
+    def part_path(self, target: Path) -> Path:
+        return target.with_name(f".{target.name}.part")
+
+    # --- freshness ---------------------------------------------------------
+
+    def page_mtime(self, project: NormalizedName | None) -> float | None:
+        try:
+            return self.page_path(project, "json").stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def page_freshness(self, project: NormalizedName | None, ttl: float, now: float) -> Freshness:
+        return freshness(self.page_mtime(project), ttl, now)
+
+    def read_state(self, project: NormalizedName | None) -> PageState | None:
+        try:
+            return PageState.from_json((self.project_dir(project) / STATE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            log.warning("broken page state for %s, refetching", project or "root")
+            return None
+
+    def write_page(
+        self,
+        project: NormalizedName | None,
+        *,
+        html: bytes,
+        json_page: bytes,
+        upstream: bytes | None,
+        state: PageState,
+        fetched: float,
+    ) -> None:
+        """Store a fetched page: the upstream copy and state first, the pages last."""
+        directory = self.project_dir(project)
+        directory.mkdir(parents=True, exist_ok=True)
+        if upstream is not None:
+            write_atomic(directory / UPSTREAM, upstream)
+        write_atomic(directory / STATE, state.to_json())
+        write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
+        # The JSON page's mtime is the page's fetch time: written last.
+        write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+
+    def touch_page(self, project: NormalizedName | None, fetched: float) -> None:
+        """Mark a page revalidated (the upstream answered 304 Not Modified)."""
+        for fmt in ("html", "json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.page_path(project, fmt), (fetched, fetched))
+
+    def read_upstream(self, project: NormalizedName) -> bytes | None:
+        try:
+            return (self.root / project / UPSTREAM).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def cached_projects(self) -> list[NormalizedName]:
+        """Every project with a cached page."""
+        return sorted(
+            NormalizedName(p.parent.name) for p in self.root.glob(f"*/{PAGE_FILES['json']}")
+        )
+
+    # --- locks ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, target: Path) -> Iterator[None]:
+        """Hold the inter-process lock of ``target`` (blocking)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path(target), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @contextlib.contextmanager
+    def try_lock(self, target: Path) -> Iterator[bool]:
+        """Take the lock of ``target`` if it is free; yield whether we hold it."""
+        lock_path = target if target.name.endswith(".lock") else self.lock_path(target)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None:
+    """Write ``data`` to ``path`` so that no reader ever sees half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        # Readable by a static web server running as another user.
+        os.chmod(tmp, 0o644)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,93 @@
+"""Command line: ``eggproxy serve|update|config`` and the 2008 ``eggproxy_update``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from eggproxy import __version__
+from eggproxy.config import Config, load_config
+from eggproxy.errors import ConfigError
+from eggproxy.proxy import Proxy
+from eggproxy.update import update
+
+log = logging.getLogger("eggproxy")
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: $EGGPROXY_CONFIG, "
+        "~/.config/eggproxy/eggproxy.conf, /etc/eggproxy/eggproxy.conf)",
+    )
+    parser.add_argument("--cache-dir", metavar="DIR", help="cache directory (overrides cache_dir)")
+    parser.add_argument("--index", metavar="URL", help="upstream simple index (overrides index)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eggproxy",
+        description="On-demand caching proxy for Python package indexes (PEP 503/691).",
+    )
+    parser.add_argument("--version", action="version", version=f"eggproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    update_parser = commands.add_parser(
+        "update",
+        help="refresh cached pages older than update_interval (for cron)",
+        description="Revalidate every cached project page (and the root page) older than "
+        "update_interval with conditional requests. Prints one summary line; exits 1 if "
+        "any page failed.",
+    )
+    _config_option(update_parser)
+    update_parser.add_argument(
+        "--max-age",
+        type=float,
+        metavar="HOURS",
+        help="refresh pages older than this (default: update_interval)",
+    )
+    update_parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+
+    config_parser = commands.add_parser(
+        "config",
+        help="print the configuration in effect",
+        description="Print the resolved configuration (file, defaults and overrides).",
+    )
+    _config_option(config_parser)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    return config.with_overrides(cache_dir=args.cache_dir, index=args.index)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``eggproxy``."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = _load(args)
+        if args.command == "config":
+            for key, value in sorted(vars(config).items()):
+                print(f"{key} = {value}")
+            return 0
+        proxy = Proxy(config)
+        proxy.prepare()
+        max_age = None if args.max_age is None else args.max_age * 3600
+        summary = update(proxy, max_age_seconds=max_age)
+    except ConfigError as exc:
+        print(f"eggproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
+def update_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``eggproxy_update``, the 2008 name, for cron."""
+    return main(["update", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,204 @@
+"""Configuration: an INI file read into a frozen :class:`Config`.
+
+Nothing is read at import time: :func:`load_config` is called by each entry
+point, and the value it returns is passed down.  The file is looked up in
+this order: an explicit path (``--config``/``-c``), ``$EGGPROXY_CONFIG``,
+``~/.config/eggproxy/eggproxy.conf``, ``/etc/eggproxy/eggproxy.conf``; with
+none of them, the defaults apply.  Keys live in ``[eggproxy]``; the 2008
+module's ``[default]`` section and its ``eggs_directory`` key are accepted.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from eggproxy.errors import ConfigError
+
+SECTIONS: Final = ("eggproxy", "default")
+DEFAULT_PREFIX: Final = "/simple/"
+DEFAULT_BIND: Final = "127.0.0.1:3141"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything eggproxy needs to know, resolved and validated."""
+
+    cache_dir: Path
+    index: str
+    update_interval: float = 24.0  # hours, as in 2008
+    index_ttl: int = 1800  # seconds a project page is served without asking upstream
+    timeout: float = 30.0  # seconds for upstream connect and read
+    prefix: str = DEFAULT_PREFIX
+    update_concurrency: int = 8
+    bind: str = DEFAULT_BIND
+    workers: int = 1
+    path: Path | None = None  # the file it was read from, if any
+
+    def with_overrides(self, **values: Any) -> Config:
+        """Return a copy with command-line values applied (``None`` means unset)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        raw = {k: str(v) for k, v in given.items()}
+        parsed = {k: _PARSERS[k](k, raw[k]) for k in raw}
+        return replace(self, **parsed)
+
+
+def default_index_url() -> str:
+    """The index pip on this machine is configured to use, else pip's own default.
+
+    ``PIP_INDEX_URL`` wins, then pip's configuration files; both are read
+    through pip itself so that every place pip looks is honoured.
+    """
+    env = os.environ.get("PIP_INDEX_URL")
+    if env:
+        return env.split()[0]
+    try:
+        from pip._internal.configuration import Configuration
+        from pip._internal.exceptions import ConfigurationError
+        from pip._internal.models.index import PyPI
+    except ImportError:
+        raise ConfigError(
+            "no upstream configured and pip is not installed to tell its default", key="index"
+        ) from None
+    configuration = Configuration(isolated=False)
+    try:
+        configuration.load()
+    except ConfigurationError:
+        return str(PyPI.simple_url)
+    for key in (":env:.index-url", "global.index-url", "install.index-url"):
+        try:
+            return str(configuration.get_value(key)).split()[0]
+        except ConfigurationError:
+            continue
+    return str(PyPI.simple_url)
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache directory (XDG), used when none is configured."""
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "eggproxy"
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> Path | None:
+    """Return the configuration file to read, in the documented lookup order."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("configuration file not found", path=str(path))
+        return path
+    if environ.get("EGGPROXY_CONFIG"):
+        path = Path(environ["EGGPROXY_CONFIG"])
+        if not path.is_file():
+            raise ConfigError("configuration file not found ($EGGPROXY_CONFIG)", path=str(path))
+        return path
+    for candidate in (
+        Path.home() / ".config" / "eggproxy" / "eggproxy.conf",
+        Path("/etc/eggproxy/eggproxy.conf"),
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] = os.environ,
+) -> Config:
+    """Find, read and validate the configuration; raise :class:`ConfigError` if wrong."""
+    path = find_config_file(explicit, environ)
+    values: dict[str, str] = {}
+    if path is not None:
+        parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+        # Later sections in SECTIONS are the older spelling; [eggproxy] wins.
+        for section in reversed(SECTIONS):
+            if parser.has_section(section):
+                values.update(parser.items(section))
+    try:
+        return config_from_mapping(values, path=path, environ=environ)
+    except ConfigError as exc:
+        exc.path = str(path) if path else None
+        raise
+
+
+def config_from_mapping(
+    values: Mapping[str, str], *, path: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> Config:
+    """Build a :class:`Config` from raw string values (file keys or overrides)."""
+    values = dict(values)
+    if "eggs_directory" in values:  # the 2008 name of cache_dir
+        values.setdefault("cache_dir", values.pop("eggs_directory"))
+    unknown = sorted(set(values) - set(_PARSERS))
+    if unknown:
+        raise ConfigError("unknown key", key=unknown[0])
+    parsed: dict[str, Any] = {k: _PARSERS[k](k, v) for k, v in values.items()}
+    parsed.setdefault("cache_dir", default_cache_dir(environ))
+    if "index" not in parsed:
+        parsed["index"] = _parse_url("index", default_index_url())
+    return Config(path=path, **parsed)
+
+
+def _parse_path(key: str, value: str) -> Path:
+    if not value.strip():
+        raise ConfigError("must not be empty", key=key)
+    return Path(os.path.expanduser(value.strip())).absolute()
+
+
+def _parse_url(key: str, value: str) -> str:
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"not an http(s) URL: {value!r}", key=key)
+    return value if value.endswith("/") else value + "/"
+
+
+def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str, str], Any]:
+    def parse(key: str, value: str) -> Any:
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            raise ConfigError(f"not a number: {value!r}", key=key) from None
+        if number < minimum:
+            raise ConfigError(f"must be at least {minimum}: {value!r}", key=key)
+        return number
+
+    return parse
+
+
+def _parse_prefix(key: str, value: str) -> str:
+    value = "/" + value.strip().strip("/") + "/"
+    if "//" in value or ".." in value:
+        raise ConfigError(f"not a URL path: {value!r}", key=key)
+    return value
+
+
+def _parse_bind(key: str, value: str) -> str:
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"expected HOST:PORT, got {value!r}", key=key)
+    return f"{host}:{port}"
+
+
+_PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
+    "cache_dir": _parse_path,
+    "index": _parse_url,
+    "update_interval": _number(float, 0),
+    "index_ttl": _number(int, 0),
+    "timeout": _number(float, 0.1),
+    "prefix": _parse_prefix,
+    "update_concurrency": _number(int, 1),
+    "bind": _parse_bind,
+    "workers": _number(int, 1),
+}

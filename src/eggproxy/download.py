@@ -1,0 +1,220 @@
+"""Downloads: fetch a file once, verify it, and make it visible atomically.
+
+One holder of the file's lock downloads into ``.<file>.part``; any other
+thread or process that wants the same file waits for the lock (blocking
+callers) or follows the partial file as it grows (streaming callers).  The
+file is renamed into place only after its size and declared hash match, so
+a static server never sees a file that was not verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import requests
+
+from eggproxy.cache import Cache
+from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
+from eggproxy.upstream import CHUNK_SIZE, UpstreamIndex
+
+log = logging.getLogger(__name__)
+
+# Strongest first: the first algorithm the upstream declared is checked.
+_PREFERRED: Final = ("sha512", "sha384", "sha256", "sha224", "blake2b", "sha1", "md5")
+_POLL: Final = 0.005  # seconds between looks at a growing partial file
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A file to fetch: where from, where to, and what it must hash to."""
+
+    url: str
+    target: Path
+    hashes: Mapping[str, str]
+    size: int | None = None
+
+
+def _choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
+    for name in _PREFERRED:
+        if name in hashes:
+            return name, hashes[name].lower()
+    for name, digest in hashes.items():
+        if name in hashlib.algorithms_available:
+            return name, digest.lower()
+    return None
+
+
+class Downloader:
+    """Fetches files into a :class:`Cache`, at most once at a time per file."""
+
+    def __init__(self, cache: Cache, upstream: UpstreamIndex, max_parallel: int = 16) -> None:
+        self.cache = cache
+        self.upstream = upstream
+        self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="eggproxy-download")
+        self._inflight: dict[Path, Future[Path]] = {}
+        self._inflight_lock = threading.Lock()
+
+    def ensure(self, wanted: Wanted) -> Path:
+        """Make sure ``wanted.target`` is in the cache, downloading it if needed.
+
+        Blocks while another thread or process downloads the same file; then
+        uses its result instead of downloading again.
+        """
+        target = wanted.target
+        if target.exists():
+            return target
+        with self.cache.lock(target):
+            if target.exists():  # another holder finished while we waited
+                return target
+            self._download(wanted)
+        return target
+
+    def stream(self, wanted: Wanted) -> Iterator[bytes]:
+        """Yield the file's bytes as they arrive from the upstream.
+
+        The download runs in a background thread (one per file per process,
+        whoever asks), so a client that goes away does not cancel it for the
+        others.  The iterator ends normally only once the file is verified
+        and in the cache; on any failure it raises, so that the front end
+        aborts the response instead of completing it with bad bytes.
+        """
+        future = self._start(wanted)
+        yield from _follow(wanted.target, self.cache.part_path(wanted.target), future)
+
+    def start(self, wanted: Wanted) -> Future[Path]:
+        """Start (or join) the background download of ``wanted``."""
+        return self._start(wanted)
+
+    def _start(self, wanted: Wanted) -> Future[Path]:
+        with self._inflight_lock:
+            future = self._inflight.get(wanted.target)
+            if future is None or future.done():
+                future = self._pool.submit(self.ensure, wanted)
+                self._inflight[wanted.target] = future
+                future.add_done_callback(lambda _f: self._forget(wanted.target, _f))
+            return future
+
+    def _forget(self, target: Path, future: Future[Path]) -> None:
+        with self._inflight_lock:
+            if self._inflight.get(target) is future:
+                del self._inflight[target]
+
+    def _download(self, wanted: Wanted) -> None:
+        """Download into the partial file, verify, rename.  Caller holds the lock."""
+        part = self.cache.part_path(wanted.target)
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()  # left by a holder that died; we hold the lock now
+        expected = _choose_hash(wanted.hashes)
+        if expected is None:
+            log.warning("no usable hash declared for %s; checking size only", wanted.url)
+        digest = hashlib.new(expected[0]) if expected else None
+        size = 0
+        started = time.monotonic()
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                response = self.upstream.open_file(wanted.url)
+                with response:
+                    declared = response.headers.get("Content-Length")
+                    for chunk in response.iter_content(CHUNK_SIZE):
+                        os.write(fd, chunk)
+                        size += len(chunk)
+                        if digest is not None:
+                            digest.update(chunk)
+            except requests.RequestException as exc:
+                raise UpstreamUnavailable(
+                    f"download of {wanted.target.name} failed: {type(exc).__name__}",
+                    url=wanted.url,
+                ) from None
+            _verify(wanted, size, declared, expected, digest)
+            os.fsync(fd)
+            os.replace(part, wanted.target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+            raise
+        finally:
+            os.close(fd)
+        log.info(
+            "cached %s (%d bytes, %.2fs)", wanted.target.name, size, time.monotonic() - started
+        )
+
+
+def _verify(
+    wanted: Wanted,
+    size: int,
+    declared: str | None,
+    expected: tuple[str, str] | None,
+    digest: hashlib._Hash | None,
+) -> None:
+    name = wanted.target.name
+    for what, length in (("declared size", wanted.size), ("Content-Length", declared)):
+        if length is not None and int(length) != size:
+            raise IntegrityError(name, f"{what} {length}", f"{size} bytes", url=wanted.url)
+    if expected is not None and digest is not None and digest.hexdigest() != expected[1]:
+        raise IntegrityError(
+            name,
+            f"{expected[0]}={expected[1]}",
+            f"{expected[0]}={digest.hexdigest()}",
+            url=wanted.url,
+        )
+
+
+def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
+    """Yield the bytes of ``part`` as the holder writes them, until it is ``target``."""
+    handle = None
+    try:
+        while handle is None:
+            if target.exists():  # verified and complete
+                handle = open(target, "rb")  # noqa: SIM115 - closed in finally
+                break
+            try:
+                handle = open(part, "rb")  # noqa: SIM115 - closed in finally
+            except FileNotFoundError:
+                if future.done() and not target.exists():
+                    _raise_failure(future)
+                    raise UpstreamError(f"download of {target.name} did not complete") from None
+                time.sleep(_POLL)
+        while True:
+            chunk = handle.read(CHUNK_SIZE)
+            if chunk:
+                yield chunk
+                continue
+            if not future.done():
+                time.sleep(_POLL)
+                continue
+            _raise_failure(future)
+            # Done: our bytes are verified only if what we read became the target.
+            if not _same_file(handle, target):
+                raise UpstreamError(f"download of {target.name} was replaced; retry")
+            rest = handle.read()
+            if rest:
+                yield rest
+            return
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _raise_failure(future: Future[Path]) -> None:
+    if future.done():
+        exc = future.exception()
+        if exc is not None:
+            raise exc
+
+
+def _same_file(handle: BinaryIO, target: Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(target).st_ino
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,119 @@
+"""The errors eggproxy raises, one hierarchy for every front end.
+
+::
+
+    EggproxyError
+    ├── ConfigError            bad configuration (a key, its value, the file)
+    ├── BadRequest             a request no index could answer (400)
+    │   └── InvalidName        a project or file name that is not valid
+    ├── NotFound               nothing there (404)
+    │   ├── ProjectNotFound    the upstream does not know the project
+    │   └── FileNotListed      the project's page does not list that file
+    └── UpstreamError          the upstream failed us (502)
+        ├── UpstreamUnavailable  down, refused, timed out or 5xx (504/502)
+        ├── MalformedPage        a page we cannot parse
+        └── IntegrityError       a download that does not match its declared hash or size
+
+Front ends map each class to one HTTP status with :func:`http_status`.
+"""
+
+from __future__ import annotations
+
+
+class EggproxyError(Exception):
+    """Base class of every error eggproxy raises on purpose."""
+
+    status = 500
+
+
+class ConfigError(EggproxyError):
+    """A configuration value is missing or wrong."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+        self.key = key
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        what = f"{self.key}: " if self.key else ""
+        return f"{where}{what}{self.args[0]}"
+
+
+class BadRequest(EggproxyError):
+    """The request cannot be answered by any index."""
+
+    status = 400
+
+
+class InvalidName(BadRequest):
+    """A project or file name that is not valid."""
+
+    def __init__(self, kind: str, value: str) -> None:
+        self.kind = kind
+        self.value = value
+        super().__init__(f"invalid {kind} name: {value[:80]!r}")
+
+
+class NotFound(EggproxyError):
+    """Nothing is there."""
+
+    status = 404
+
+
+class ProjectNotFound(NotFound):
+    """No upstream knows the project."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        super().__init__(f"project not found: {project}")
+
+
+class FileNotListed(NotFound):
+    """The project's page does not list the file."""
+
+    def __init__(self, project: str, filename: str) -> None:
+        self.project = project
+        self.filename = filename
+        super().__init__(f"{filename} is not listed on the page of {project}")
+
+
+class UpstreamError(EggproxyError):
+    """The upstream index did not give us what we need."""
+
+    status = 502
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream is down, refused the connection, timed out or answered 5xx."""
+
+    def __init__(self, message: str, *, url: str | None = None, timeout: bool = False) -> None:
+        self.timeout = timeout
+        super().__init__(message, url=url)
+        # A timeout is a gateway timeout; anything else a bad gateway.
+        self.status = 504 if timeout else 502
+
+
+class MalformedPage(UpstreamError):
+    """An upstream page that cannot be parsed."""
+
+
+class IntegrityError(UpstreamError):
+    """A download whose bytes do not match the hash or size the upstream declared."""
+
+    def __init__(self, filename: str, expected: str, actual: str, *, url: str | None = None):
+        self.filename = filename
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{filename}: expected {expected}, got {actual}", url=url)
+
+
+def http_status(error: BaseException) -> int:
+    """Return the HTTP status a front end answers for ``error``."""
+    if isinstance(error, EggproxyError):
+        return error.status
+    return 500

@@ -1,0 +1,60 @@
+"""The domain model of a simple index: what a project page says, format-free.
+
+Parsers (:mod:`eggproxy.parse`) build these from PEP 503 HTML or PEP 691
+JSON; renderers (:mod:`eggproxy.render`) write both formats from them, so
+every attribute the upstream gave survives the trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DistFile:
+    """One file on a project page (PEP 503/691 plus PEP 592, 658, 700, 714)."""
+
+    filename: str
+    url: str  # absolute upstream URL, without fragment
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    requires_python: str | None = None
+    # PEP 592: False, True (no reason given) or the reason.
+    yanked: bool | str = False
+    # PEP 658/714: False, True (available, no hash) or {hash name: digest}.
+    core_metadata: bool | Mapping[str, str] = False
+    gpg_sig: bool | None = None
+    size: int | None = None  # PEP 700
+    upload_time: str | None = None  # PEP 700, ISO 8601 as the upstream wrote it
+
+    @property
+    def metadata_url(self) -> str:
+        """PEP 658: the metadata file sits beside the file."""
+        return self.url + ".metadata"
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    """A project's page: its files and the page-level metadata."""
+
+    name: str  # the name as the upstream displays it
+    files: tuple[DistFile, ...] = ()
+    versions: tuple[str, ...] | None = None  # PEP 700
+    tracks: tuple[str, ...] = ()  # PEP 708
+    alternate_locations: tuple[str, ...] = ()  # PEP 708
+    last_serial: int | None = None
+
+    def file(self, filename: str) -> DistFile | None:
+        """Return the file called ``filename``, if the page lists it."""
+        for dist in self.files:
+            if dist.filename == filename:
+                return dist
+        return None
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    """The root page: every project name the index lists."""
+
+    projects: tuple[str, ...] = ()
+    last_serial: int | None = None

@@ -1,0 +1,114 @@
+"""Apache + mod_python front end: Apache serves every hit, Python fills misses.
+
+Bind it to the index's Location as a *fixup* handler (see
+``apache/eggproxy.vhost``)::
+
+    PythonFixupHandler eggproxy.modpython::fixup
+    PythonOption eggproxy.config /etc/eggproxy/eggproxy.conf
+
+For each request the handler checks the path, asks the core for the page or
+file (a fresh cached one costs a ``stat``; a miss or a stale page is fetched
+first, under the cache's file locks so that concurrent Apache processes
+download a file once), then points ``req.filename``/``req.finfo`` at the file
+on disk and lets Apache's own static handler send it, with Apache's ETag,
+Range and sendfile.  This module imports ``mod_python`` and is only ever
+imported by Apache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from mod_python import apache
+
+from eggproxy.config import load_config
+from eggproxy.errors import EggproxyError, http_status
+from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
+from eggproxy.proxy import Proxy
+from eggproxy.routes import choose_format, route
+
+log = logging.getLogger("eggproxy")
+
+_proxies: dict[str | None, Proxy] = {}
+_proxies_lock = threading.Lock()
+
+_LEVELS = {
+    logging.DEBUG: apache.APLOG_DEBUG,
+    logging.INFO: apache.APLOG_INFO,
+    logging.WARNING: apache.APLOG_WARNING,
+    logging.ERROR: apache.APLOG_ERR,
+    logging.CRITICAL: apache.APLOG_CRIT,
+}
+
+
+class _ApacheLogHandler(logging.Handler):
+    """Send eggproxy's log lines to Apache's error log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = _LEVELS.get(record.levelno, apache.APLOG_NOTICE)
+        apache.log_error(f"eggproxy: {self.format(record)}", level)
+
+
+def _proxy(req: Any) -> Proxy:
+    """One core per configuration file per Apache process, made on first use."""
+    path = req.get_options().get("eggproxy.config")
+    with _proxies_lock:
+        proxy = _proxies.get(path)
+        if proxy is None:
+            if not log.handlers:
+                log.addHandler(_ApacheLogHandler())
+                log.setLevel(logging.INFO)
+            proxy = Proxy(load_config(path))
+            proxy.prepare()
+            _proxies[path] = proxy
+        return proxy
+
+
+def _serve(req: Any, path: str, content_type: str) -> int:
+    """Hand the file back to Apache's static handler."""
+    req.filename = path
+    req.finfo = apache.stat(path, apache.APR_FINFO_MIN)
+    req.content_type = content_type
+    return int(apache.OK)
+
+
+def fixup(req: Any) -> int:
+    """``PythonFixupHandler``: fill the cache if needed, then let Apache serve."""
+    try:
+        proxy = _proxy(req)
+        target = route(req.unparsed_uri.split("?", 1)[0], proxy.config.prefix)
+        if target.kind == "redirect":
+            assert target.location is not None
+            req.headers_out["Location"] = target.location
+            return int(apache.HTTP_MOVED_PERMANENTLY)
+        if target.kind == "file":
+            assert target.project is not None and target.filename is not None
+            path = proxy.file(target.project, target.filename)
+            req.headers_out["Cache-Control"] = IMMUTABLE
+            return _serve(req, str(path), file_content_type(target.filename))
+        fmt, content_type = choose_format(req.headers_in.get("Accept"))
+        page = proxy.page(target.project, fmt)
+        # PEP 691: one URL, two formats; shared caches must key on Accept.
+        req.headers_out["Vary"] = "Accept"
+        req.headers_out["Cache-Control"] = page_cache_control(page.max_age)
+        if page.warning:
+            req.headers_out["Warning"] = stale_warning(page.warning)
+        return _serve(req, str(page.path), content_type)
+    except EggproxyError as exc:
+        return _error(req, http_status(exc), str(exc))
+    except Exception:
+        log.exception("unexpected error for %s", req.uri)
+        return _error(req, 500, "internal error")
+
+
+def _error(req: Any, status: int, message: str) -> int:
+    log.warning("%s %s -> %d %s", req.method, req.unparsed_uri[:200], status, message)
+    req.status = status
+    req.content_type = "text/plain; charset=utf-8"
+    body = f"{status} {message}\n".encode()
+    req.set_content_length(len(body))
+    if req.method != "HEAD":
+        req.write(body)
+    return int(apache.DONE)

@@ -1,0 +1,230 @@
+"""Pure parsers: PEP 503 HTML and PEP 691 JSON text in, model objects out.
+
+No I/O here; :mod:`eggproxy.upstream` fetches, these functions only read
+text.  Anything that does not follow the specs closely enough to be served
+again raises :class:`~eggproxy.errors.MalformedPage`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from html.parser import HTMLParser
+from typing import Any, Final
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+
+from eggproxy.errors import MalformedPage
+from eggproxy.model import DistFile, IndexPage, ProjectPage
+
+JSON_CONTENT_TYPE: Final = "application/vnd.pypi.simple.v1+json"
+HTML_CONTENT_TYPES: Final = ("application/vnd.pypi.simple.v1+html", "text/html")
+
+
+def is_json_content_type(content_type: str) -> bool:
+    """Whether a response's ``Content-Type`` is PEP 691 JSON (any major-1 variant)."""
+    return content_type.split(";")[0].strip().lower() == JSON_CONTENT_TYPE
+
+
+# --- HTML (PEP 503, with PEP 592/658/708/714 attributes) -------------------
+
+
+class _AnchorCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.meta: list[tuple[str, str]] = []
+        self.base: str | None = None
+        self.tags_seen = 0
+        self._current: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags_seen += 1
+        values = dict(attrs)
+        if tag == "a":
+            self._current, self._text = values, []
+        elif tag == "meta" and values.get("name") and values.get("content") is not None:
+            self.meta.append((str(values["name"]), str(values["content"])))
+        elif tag == "base" and values.get("href") and self.base is None:
+            self.base = values["href"]
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._current is not None:
+            self.anchors.append((self._current, "".join(self._text).strip()))
+            self._current = None
+
+
+def _collect(text: str) -> _AnchorCollector:
+    collector = _AnchorCollector()
+    try:
+        collector.feed(text)
+        collector.close()
+    except (AssertionError, ValueError) as exc:  # html.parser's own complaints
+        raise MalformedPage(f"unparseable HTML: {exc}") from None
+    if collector.tags_seen == 0:
+        raise MalformedPage("not an HTML page: no tags at all")
+    _check_repository_version(collector.meta)
+    return collector
+
+
+def _check_repository_version(meta: list[tuple[str, str]]) -> None:
+    # PEP 629: a client must refuse a major version it does not know.
+    for name, content in meta:
+        if name == "pypi:repository-version" and not content.strip().startswith("1."):
+            raise MalformedPage(f"unsupported repository version {content!r}")
+
+
+def _metadata_attr(value: str | None) -> bool | dict[str, str]:
+    """PEP 658/714: ``true`` or ``<hashname>=<digest>``."""
+    if value is None:
+        return False
+    name, sep, digest = value.partition("=")
+    if sep and name and digest:
+        return {name.strip().lower(): digest.strip()}
+    return True
+
+
+def project_from_html(text: str, base_url: str, name: str) -> ProjectPage:
+    """Parse a PEP 503 project page fetched from ``base_url``."""
+    collector = _collect(text)
+    base = urljoin(base_url, collector.base) if collector.base else base_url
+    files = []
+    for attrs, label in collector.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, fragment = urldefrag(urljoin(base, href))
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or label
+        hashes = {}
+        hash_name, sep, digest = fragment.partition("=")
+        if sep and hash_name and digest:
+            hashes[hash_name.lower()] = digest
+        yanked: bool | str = False
+        if "data-yanked" in attrs:
+            yanked = attrs["data-yanked"] or True
+        # PEP 714: data-core-metadata is the name; data-dist-info-metadata the old one.
+        metadata = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+        gpg = attrs.get("data-gpg-sig")
+        files.append(
+            DistFile(
+                filename=filename,
+                url=url,
+                hashes=hashes,
+                requires_python=attrs.get("data-requires-python") or None,
+                yanked=yanked,
+                core_metadata=_metadata_attr(metadata),
+                gpg_sig=None if gpg is None else gpg.lower() == "true",
+            )
+        )
+    meta = collector.meta
+    return ProjectPage(
+        name=name,
+        files=tuple(files),
+        tracks=tuple(c for n, c in meta if n == "pypi:tracks"),
+        alternate_locations=tuple(c for n, c in meta if n == "pypi:alternate-locations"),
+    )
+
+
+def index_from_html(text: str) -> IndexPage:
+    """Parse a PEP 503 root page: the anchor texts are the project names."""
+    collector = _collect(text)
+    return IndexPage(projects=tuple(label for _attrs, label in collector.anchors if label))
+
+
+# --- JSON (PEP 691, with PEP 592/658/700/708/714 keys) ---------------------
+
+
+def _load_json(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise MalformedPage(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedPage("JSON page is not an object")
+    meta = data.get("meta")
+    if not isinstance(meta, dict) or not str(meta.get("api-version", "")).startswith("1."):
+        raise MalformedPage("JSON page has no supported meta.api-version")
+    return data
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind):
+        raise MalformedPage(f"{what}: unexpected {type(value).__name__}")
+    return value
+
+
+def _json_metadata(value: Any, what: str) -> bool | dict[str, str]:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    mapping = _expect(value, dict, what)
+    return {str(k).lower(): str(v) for k, v in mapping.items()}
+
+
+def _json_file(item: Any, base_url: str) -> DistFile:
+    item = _expect(item, dict, "files[]")
+    filename = _expect(item.get("filename"), str, "files[].filename")
+    url = _expect(item.get("url"), str, f"{filename}: url")
+    hashes = _expect(item.get("hashes", {}), dict, f"{filename}: hashes")
+    yanked = item.get("yanked", False)
+    _expect(yanked, (bool, str), f"{filename}: yanked")
+    # PEP 714: prefer core-metadata, accept the older dist-info-metadata.
+    metadata = item.get("core-metadata", item.get("dist-info-metadata"))
+    size = item.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise MalformedPage(f"{filename}: size is not a count of bytes")
+    gpg = item.get("gpg-sig")
+    upload_time = item.get("upload-time")
+    return DistFile(
+        filename=filename,
+        url=urldefrag(urljoin(base_url, url))[0],
+        hashes={str(k).lower(): str(v) for k, v in hashes.items()},
+        requires_python=item.get("requires-python") or None,
+        yanked=yanked or False,
+        core_metadata=_json_metadata(metadata, f"{filename}: core-metadata"),
+        gpg_sig=gpg if isinstance(gpg, bool) else None,
+        size=size,
+        upload_time=upload_time if isinstance(upload_time, str) else None,
+    )
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    items = _expect(value, list, what)
+    return tuple(_expect(v, str, what) for v in items)
+
+
+def _serial(meta: Mapping[str, Any]) -> int | None:
+    serial = meta.get("_last-serial")
+    return serial if isinstance(serial, int) and not isinstance(serial, bool) else None
+
+
+def project_from_json(text: str, base_url: str, name: str | None = None) -> ProjectPage:
+    """Parse a PEP 691 project page fetched from ``base_url``."""
+    data = _load_json(text)
+    meta = data["meta"]
+    files = tuple(_json_file(item, base_url) for item in _expect(data.get("files"), list, "files"))
+    versions = data.get("versions")
+    return ProjectPage(
+        name=str(data.get("name") or name or ""),
+        files=files,
+        versions=None if versions is None else _strings(versions, "versions"),
+        tracks=_strings(meta.get("tracks", []), "meta.tracks"),
+        alternate_locations=_strings(data.get("alternate-locations", []), "alternate-locations"),
+        last_serial=_serial(meta),
+    )
+
+
+def index_from_json(text: str) -> IndexPage:
+    """Parse a PEP 691 root page."""
+    data = _load_json(text)
+    projects = _expect(data.get("projects"), list, "projects")
+    names = tuple(
+        _expect(_expect(p, dict, "projects[]").get("name"), str, "projects[].name")
+        for p in projects
+    )
+    return IndexPage(projects=names, last_serial=_serial(data["meta"]))

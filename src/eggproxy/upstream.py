@@ -1,0 +1,164 @@
+"""The upstream index client: fetch pages (JSON first, HTML fallback) and files.
+
+The HTTP session is injected (``requests.Session``, which pools connections
+through urllib3), so tests and callers decide how it is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from eggproxy import __version__
+from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
+from eggproxy.model import IndexPage, ProjectPage
+from eggproxy.names import NormalizedName
+from eggproxy.parse import (
+    index_from_html,
+    index_from_json,
+    is_json_content_type,
+    project_from_html,
+    project_from_json,
+)
+
+log = logging.getLogger(__name__)
+
+# PEP 691: ask for JSON, accept HTML from an index that only speaks PEP 503.
+ACCEPT: Final = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+)
+USER_AGENT: Final = f"eggproxy/{__version__}"
+CHUNK_SIZE: Final = 64 * 1024
+
+P = TypeVar("P", ProjectPage, IndexPage)
+
+
+def make_session(pool_size: int = 32) -> requests.Session:
+    """A pooled session for one upstream host set, shared by all threads."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=1)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+@dataclass(frozen=True)
+class Fetched(Generic[P]):
+    """An upstream answer to a page request; ``page`` is ``None`` on 304."""
+
+    url: str
+    page: P | None
+    etag: str | None = None
+    serial: int | None = None
+
+
+class UpstreamIndex:
+    """One remote simple index."""
+
+    def __init__(self, url: str, session: requests.Session, timeout: float) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.session = session
+        self.timeout = timeout
+
+    def project_url(self, project: NormalizedName) -> str:
+        return f"{self.url}{project}/"
+
+    def fetch_project(
+        self, project: NormalizedName, etag: str | None = None
+    ) -> Fetched[ProjectPage]:
+        """Fetch a project page; raise :class:`ProjectNotFound` on 404."""
+
+        def parse(text: str, url: str, is_json: bool) -> ProjectPage:
+            if is_json:
+                return project_from_json(text, url, project)
+            return project_from_html(text, url, project)
+
+        return self._fetch(self.project_url(project), etag, parse, project)
+
+    def fetch_index(self, etag: str | None = None) -> Fetched[IndexPage]:
+        """Fetch the root page listing every project."""
+
+        def parse(text: str, url: str, is_json: bool) -> IndexPage:
+            return index_from_json(text) if is_json else index_from_html(text)
+
+        return self._fetch(self.url, etag, parse, None)
+
+    def _fetch(
+        self,
+        url: str,
+        etag: str | None,
+        parse: Callable[[str, str, bool], P],
+        project: NormalizedName | None,
+    ) -> Fetched[P]:
+        headers = {"Accept": ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        response = self.get(url, headers=headers)
+        with response:
+            if response.status_code == 304:
+                return Fetched(url=url, page=None, etag=etag)
+            if response.status_code in (404, 410) and project is not None:
+                raise ProjectNotFound(project)
+            _raise_for_status(response, url)
+            final_url = response.url or url
+            try:
+                text = response.content.decode(response.encoding or "utf-8")
+            except (UnicodeDecodeError, LookupError):
+                raise MalformedPage("page is not valid text", url=url) from None
+            is_json = is_json_content_type(response.headers.get("Content-Type", ""))
+            try:
+                page = parse(text, final_url, is_json)
+            except MalformedPage as exc:
+                exc.url = url
+                raise
+            serial = _header_serial(response) or page.last_serial
+            return Fetched(url=url, page=page, etag=response.headers.get("ETag"), serial=serial)
+
+    def get(self, url: str, *, headers: dict[str, str], stream: bool = False) -> requests.Response:
+        """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
+        try:
+            return self.session.get(
+                url, headers=headers, timeout=self.timeout, stream=stream, allow_redirects=True
+            )
+        except requests.Timeout:
+            raise UpstreamUnavailable(
+                f"upstream timed out after {self.timeout:g}s", url=url, timeout=True
+            ) from None
+        except requests.RequestException as exc:
+            raise UpstreamUnavailable(f"upstream unreachable: {_short(exc)}", url=url) from None
+
+    def open_file(self, url: str) -> requests.Response:
+        """Start a streaming download of ``url`` (the caller closes it)."""
+        # Identity: hashes are over the file's bytes, not a re-encoding of them.
+        response = self.get(url, headers={"Accept-Encoding": "identity"}, stream=True)
+        if response.status_code != 200:
+            response.close()
+            _raise_for_status(response, url)
+            raise UpstreamError(f"upstream answered {response.status_code}", url=url)
+        return response
+
+
+def _raise_for_status(response: requests.Response, url: str) -> None:
+    status = response.status_code
+    if status >= 500:
+        raise UpstreamUnavailable(f"upstream answered {status}", url=url)
+    if status >= 400:
+        raise UpstreamError(f"upstream answered {status}", url=url)
+
+
+def _header_serial(response: requests.Response) -> int | None:
+    value = response.headers.get("X-PyPI-Last-Serial", "")
+    return int(value) if value.isdigit() else None
+
+
+def _short(exc: BaseException) -> str:
+    # requests nests the interesting part; keep log lines to one short line.
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
