@@ -50,7 +50,10 @@ def route(path: str, prefix: str) -> Route:
     """
     if len(path) > MAX_PATH:
         raise BadRequest("path too long")
-    decoded = unquote(path, errors="strict") if "%" in path else path
+    try:
+        decoded = unquote(path, errors="strict") if "%" in path else path
+    except UnicodeDecodeError:
+        raise BadRequest("path is not UTF-8") from None
     if "\x00" in decoded or "\\" in decoded:
         raise BadRequest("invalid characters in path")
     if decoded == prefix.rstrip("/"):

@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from eggproxy.config import default_index_url, load_config
+from eggproxy.errors import ConfigError
+
+INDEX = "https://index.example.test/simple/"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "eggproxy.conf"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"[eggproxy]\ncache_dir = {tmp_path}/c\nindex = {INDEX}\n")
+    config = load_config(path, environ={})
+    assert config.cache_dir == tmp_path / "c"
+    assert config.index == INDEX
+    assert (config.update_interval, config.index_ttl, config.prefix) == (24.0, 1800, "/simple/")
+    assert config.path == path
+
+
+def test_2008_section_and_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"[default]\neggs_directory = /var/eggs\nindex = {INDEX[:-1]}\n")
+    config = load_config(path, environ={})
+    assert config.cache_dir == Path("/var/eggs")
+    assert config.index == INDEX  # a trailing slash is added
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\nindex_ttl = 5\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_config(environ={"EGGPROXY_CONFIG": str(env_file)}).index_ttl == 5
+    explicit = tmp_path / "other.conf"
+    explicit.write_text(f"[eggproxy]\nindex = {INDEX}\nindex_ttl = 7\n")
+    config = load_config(explicit, environ={"EGGPROXY_CONFIG": str(env_file)})
+    assert config.index_ttl == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("index_ttl = soon", "index_ttl"),
+        ("timeout = 0", "timeout"),
+        ("index = ftp://x/", "index"),
+        ("bind = nowhere", "bind"),
+        ("colour = blue", "colour"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n{text}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert key in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "nope.conf", environ={})
+
+
+def test_overrides(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n")
+    config = load_config(path, environ={}).with_overrides(
+        cache_dir=str(tmp_path / "x"), index=None, bind="127.0.0.1:9"
+    )
+    assert config.cache_dir == tmp_path / "x"
+    assert config.bind == "127.0.0.1:9"
+    assert config.index == INDEX
+
+
+def test_default_index_follows_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example.test/simple")
+    assert default_index_url() == "https://mirror.example.test/simple"
+    monkeypatch.delenv("PIP_INDEX_URL")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    assert default_index_url().startswith("https://")

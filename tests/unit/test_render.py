@@ -1,0 +1,85 @@
+import json
+from pathlib import Path
+
+from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.parse import index_from_html, project_from_html, project_from_json
+from eggproxy.render import (
+    index_html,
+    index_json_bytes,
+    project_html,
+    project_json,
+    project_json_bytes,
+)
+
+DATA = Path(__file__).parent.parent / "data"
+BASE = "https://upstream.example.test/simple/demo-pkg/"
+PROXY = "http://proxy.test/simple/demo-pkg/"
+
+
+def _page() -> ProjectPage:
+    return project_from_json((DATA / "project.json").read_text(), BASE)
+
+
+def test_json_round_trip_with_relative_links() -> None:
+    page = _page()
+    again = project_from_json(project_json_bytes(page).decode(), PROXY)
+    assert again.files[0].url == PROXY + "demo_pkg-1.0-py3-none-any.whl"
+    for before, after in zip(page.files, again.files, strict=True):
+        assert (before.hashes, before.requires_python, before.yanked) == (
+            after.hashes,
+            after.requires_python,
+            after.yanked,
+        )
+        assert (before.core_metadata, before.size, before.upload_time) == (
+            after.core_metadata,
+            after.size,
+            after.upload_time,
+        )
+    assert again.versions == page.versions
+    assert again.alternate_locations == page.alternate_locations
+
+
+def test_upstream_copy_keeps_absolute_urls() -> None:
+    page = _page()
+    stored = project_from_json(project_json_bytes(page, relative=False).decode(), "ignored:")
+    assert [f.url for f in stored.files] == [f.url for f in page.files]
+
+
+def test_html_round_trip() -> None:
+    page = _page()
+    again = project_from_html(project_html(page).decode(), PROXY, "demo-pkg")
+    wheel, sdist = again.files
+    assert wheel.url == PROXY + "demo_pkg-1.0-py3-none-any.whl"
+    assert wheel.hashes == {"sha256": "aaaa"}
+    assert wheel.requires_python == ">=3.8"
+    assert wheel.core_metadata == {"sha256": "bbbb"}
+    assert sdist.yanked == "broken build"
+    assert sdist.hashes == {"sha256": "cccc"}
+    assert again.alternate_locations == page.alternate_locations
+
+
+def test_html_escapes_attributes() -> None:
+    dist = DistFile("a-1.0.tar.gz", "https://x/a-1.0.tar.gz", requires_python='>=3"<x>')
+    html = project_html(ProjectPage("a<b>", (dist,))).decode()
+    assert 'data-requires-python="&gt;=3&quot;&lt;x&gt;"' in html
+    assert "<b>" not in html
+
+
+def test_both_metadata_names_and_api_version() -> None:
+    data = project_json(_page())
+    assert data["meta"]["api-version"] == "1.2"  # sizes known, alternate-locations present
+    assert data["files"][0]["core-metadata"] == data["files"][0]["dist-info-metadata"]
+    without_size = ProjectPage("a", (DistFile("a-1.0.tar.gz", "https://x/a-1.0.tar.gz"),))
+    assert project_json(without_size)["meta"]["api-version"] == "1.0"
+    # PEP 700 versions are read from file names when the upstream gave none.
+    assert project_json(without_size)["versions"] == ["1.0"]
+
+
+def test_root_page_links_to_normalised_names() -> None:
+    index = IndexPage(("Zope.Interface", "demo-pkg"))
+    assert 'href="zope-interface/"' in index_html(index).decode()
+    assert index_from_html(index_html(index).decode()).projects == index.projects
+    assert json.loads(index_json_bytes(index))["projects"] == [
+        {"name": "Zope.Interface"},
+        {"name": "demo-pkg"},
+    ]
