@@ -15,6 +15,7 @@ The URL space is the disk, so a static web server can answer every hit::
         <file>.metadata       its PEP 658 core metadata, verified
         .<name>.lock          flock(2) lock coordinating processes
         .<name>.part          a download in progress (never served)
+        .<name>.size          its expected size, for followers streaming it
 
 Names starting with ``.`` are never a project or a file name, so a front
 end refuses them.  The fetch time of a page is the modification time of its
@@ -123,6 +124,11 @@ class Cache:
                     if now - part.stat().st_mtime >= older_than:
                         part.unlink()
                         removed += 1
+        for size in self.root.glob("*/.*.size"):
+            lock_path = size.with_name(size.name.removesuffix(".size") + ".lock")
+            with self.try_lock(lock_path) as locked, contextlib.suppress(FileNotFoundError):
+                if locked:
+                    size.unlink()
         for tmp in self.root.glob("*/.tmp-*"):
             with contextlib.suppress(FileNotFoundError):
                 if now - tmp.stat().st_mtime >= max(older_than, 3600):
@@ -147,6 +153,10 @@ class Cache:
 
     def part_path(self, target: Path) -> Path:
         return target.with_name(f".{target.name}.part")
+
+    def size_path(self, target: Path) -> Path:
+        """Where the downloader announces a download's size to its followers."""
+        return target.with_name(f".{target.name}.size")
 
     # --- freshness ---------------------------------------------------------
 

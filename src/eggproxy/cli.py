@@ -52,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     update_parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
 
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the standalone server (the embedded default)",
+        description="Serve the index on a production HTTP server (granian). Hits are answered "
+        "from the cache directory; misses are fetched from the upstream and streamed.",
+    )
+    _config_option(serve_parser)
+    serve_parser.add_argument(
+        "--bind", metavar="HOST:PORT", help="address to listen on (default: 127.0.0.1:3141)"
+    )
+    serve_parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes sharing the cache (default: 1)"
+    )
+    serve_parser.add_argument(
+        "--no-access-log", action="store_true", help="do not log one line per request"
+    )
+
     config_parser = commands.add_parser(
         "config",
         help="print the configuration in effect",
@@ -63,7 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
-    return config.with_overrides(cache_dir=args.cache_dir, index=args.index)
+    return config.with_overrides(
+        cache_dir=args.cache_dir,
+        index=args.index,
+        bind=getattr(args, "bind", None),
+        workers=getattr(args, "workers", None),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = _load(args)
+        if args.command == "serve":
+            from eggproxy.serve import serve
+
+            return serve(config, access_log=not args.no_access_log)
         if args.command == "config":
             for key, value in sorted(vars(config).items()):
                 print(f"{key} = {value}")

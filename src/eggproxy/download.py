@@ -23,7 +23,7 @@ from typing import BinaryIO, Final
 
 import requests
 
-from eggproxy.cache import Cache
+from eggproxy.cache import Cache, write_atomic
 from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
 from eggproxy.upstream import CHUNK_SIZE, UpstreamIndex
 
@@ -63,6 +63,7 @@ class Downloader:
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="eggproxy-download")
         self._inflight: dict[Path, Future[Path]] = {}
         self._inflight_lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def ensure(self, wanted: Wanted) -> Path:
         """Make sure ``wanted.target`` is in the cache, downloading it if needed.
@@ -79,21 +80,39 @@ class Downloader:
             self._download(wanted)
         return target
 
-    def stream(self, wanted: Wanted) -> Iterator[bytes]:
-        """Yield the file's bytes as they arrive from the upstream.
+    def stream(self, wanted: Wanted) -> tuple[int, Iterator[bytes] | None]:
+        """Start (or join) the download; return its size and the bytes as they arrive.
 
-        The download runs in a background thread (one per file per process,
-        whoever asks), so a client that goes away does not cancel it for the
-        others.  The iterator ends normally only once the file is verified
-        and in the cache; on any failure it raises, so that the front end
-        aborts the response instead of completing it with bad bytes.
+        Blocks until the size is known (the upstream's headers arrived), so
+        that a front end can answer with a ``Content-Length`` and a failure
+        before the first byte becomes a proper error status.  The download
+        runs in a background thread (one per file per process, whoever asks),
+        so a client that goes away does not cancel it for the others.  The
+        iterator ends normally only once the file is verified and in the
+        cache; on any failure it raises, so the front end can abort the
+        response instead of completing it with bad bytes.  ``None`` instead
+        of an iterator means the file is complete on disk already.
         """
         future = self._start(wanted)
-        yield from _follow(wanted.target, self.cache.part_path(wanted.target), future)
+        target, sidecar = wanted.target, self.cache.size_path(wanted.target)
+        while True:
+            if target.exists():
+                return target.stat().st_size, None
+            try:
+                size = int(sidecar.read_text())
+                break
+            except (FileNotFoundError, ValueError):
+                pass
+            if future.done():
+                future.result()  # raises the download's error
+                return target.stat().st_size, None
+            time.sleep(_POLL)
+        return size, _follow(target, self.cache.part_path(target), future)
 
-    def start(self, wanted: Wanted) -> Future[Path]:
-        """Start (or join) the background download of ``wanted``."""
-        return self._start(wanted)
+    def shutdown(self) -> None:
+        """Abort downloads in progress (their partial files are removed)."""
+        self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _start(self, wanted: Wanted) -> Future[Path]:
         with self._inflight_lock:
@@ -112,30 +131,39 @@ class Downloader:
     def _download(self, wanted: Wanted) -> None:
         """Download into the partial file, verify, rename.  Caller holds the lock."""
         part = self.cache.part_path(wanted.target)
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()  # left by a holder that died; we hold the lock now
+        sidecar = self.cache.size_path(wanted.target)
+        for leftover in (part, sidecar):  # left by a holder that died; we hold the lock
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         expected = _choose_hash(wanted.hashes)
         if expected is None:
             log.warning("no usable hash declared for %s; checking size only", wanted.url)
         digest = hashlib.new(expected[0]) if expected else None
         size = 0
         started = time.monotonic()
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        response = self.upstream.open_file(wanted.url)
+        fd = -1
         try:
-            try:
-                response = self.upstream.open_file(wanted.url)
-                with response:
-                    declared = response.headers.get("Content-Length")
+            with response:
+                declared = response.headers.get("Content-Length")
+                length = wanted.size if wanted.size is not None else declared
+                if length is not None:
+                    # Followers need the size before the first byte (Content-Length).
+                    write_atomic(sidecar, str(length).encode())
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
                     for chunk in response.iter_content(CHUNK_SIZE):
+                        if self._stopping.is_set():
+                            raise UpstreamError(f"download of {wanted.target.name} cancelled")
                         os.write(fd, chunk)
                         size += len(chunk)
                         if digest is not None:
                             digest.update(chunk)
-            except requests.RequestException as exc:
-                raise UpstreamUnavailable(
-                    f"download of {wanted.target.name} failed: {type(exc).__name__}",
-                    url=wanted.url,
-                ) from None
+                except requests.RequestException as exc:
+                    raise UpstreamUnavailable(
+                        f"download of {wanted.target.name} failed: {type(exc).__name__}",
+                        url=wanted.url,
+                    ) from None
             _verify(wanted, size, declared, expected, digest)
             os.fsync(fd)
             os.replace(part, wanted.target)
@@ -144,7 +172,10 @@ class Downloader:
                 part.unlink()
             raise
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                sidecar.unlink()
         log.info(
             "cached %s (%d bytes, %.2fs)", wanted.target.name, size, time.monotonic() - started
         )

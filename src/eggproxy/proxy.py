@@ -10,6 +10,7 @@ processes coordinate through the cache's file locks.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class PageResult:
     outcome: Outcome
     max_age: int  # seconds of freshness left, for Cache-Control
     warning: str | None = None  # set when a stale page is served
+    stat: os.stat_result | None = None  # of ``path``, when already taken
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class FileResult:
 
     path: Path
     outcome: Literal["hit", "miss"]
-    size: int | None = None
-    stream: Iterator[bytes] | None = None
+    size: int
+    stream: Iterator[bytes] | None = None  # None: complete on disk at ``path``
 
 
 class Proxy:
@@ -78,6 +80,18 @@ class Proxy:
 
     # --- pages ---------------------------------------------------------------
 
+    def fresh_page(self, project: NormalizedName | None, fmt: str) -> PageResult | None:
+        """The page if it is cached and fresh: one ``stat``, never blocks on I/O."""
+        path = self.cache.page_path(project, fmt)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        age = self.clock() - st.st_mtime
+        if age >= self.config.index_ttl:
+            return None
+        return PageResult(path, "hit", int(self.config.index_ttl - age), stat=st)
+
     def page(self, project: NormalizedName | None, fmt: str) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
 
@@ -85,12 +99,11 @@ class Proxy:
         revalidated; if the upstream fails, the stale page is served with a
         warning, because the cache is most valuable when the link is bad.
         """
+        fresh = self.fresh_page(project, fmt)
+        if fresh is not None:
+            return fresh
         ttl = self.config.index_ttl
         path = self.cache.page_path(project, fmt)
-        mtime = self.cache.page_mtime(project)
-        now = self.clock()
-        if mtime is not None and now - mtime < ttl:
-            return PageResult(path, "hit", int(ttl - (now - mtime)))
         with self.cache.lock(self._page_lock(project)):
             # Another thread or process may have refreshed it while we waited.
             mtime = self.cache.page_mtime(project)
@@ -182,8 +195,8 @@ class Proxy:
         target = self.cache.file_path(project, filename)
         if target.exists():
             return FileResult(target, "hit", target.stat().st_size)
-        wanted = self.wanted(project, filename)
-        return FileResult(target, "miss", wanted.size, self.downloader.stream(wanted))
+        size, stream = self.downloader.stream(self.wanted(project, filename))
+        return FileResult(target, "miss", size, stream)
 
     def wanted(self, project: NormalizedName, filename: str) -> Wanted:
         """What to download for ``filename``: only a URL the project's page listed."""

@@ -51,7 +51,8 @@ def test_html_project_page_keeps_every_attribute() -> None:
         "[]",
         '{"meta": {"api-version": "2.0"}, "files": []}',
         '{"meta": {"api-version": "1.0"}, "files": [{"url": "x"}]}',
-        '{"meta": {"api-version": "1.0"}, "files": [{"filename": "a.whl", "url": "a", "size": -1}]}',
+        '{"meta": {"api-version": "1.0"}, "files": '
+        '[{"filename": "a.whl", "url": "a", "size": -1}]}',
     ],
 )
 def test_malformed_json_is_refused(text: str) -> None:

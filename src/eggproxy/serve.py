@@ -1,0 +1,99 @@
+"""``eggproxy serve``: run the standalone server on granian.
+
+The main process checks the configuration, prepares the cache directory
+(cleaning partial files a crash left) and starts granian, which runs
+``--workers`` processes.  Each worker builds its :class:`~eggproxy.server.App`
+from the resolved configuration, handed over in an environment variable so
+that no worker reads a different file than the one the main process checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from typing import Final
+
+from eggproxy import __version__
+from eggproxy.config import Config, config_from_mapping
+from eggproxy.proxy import Proxy
+from eggproxy.server import App
+
+log = logging.getLogger("eggproxy")
+
+ENV: Final = "EGGPROXY_SERVE_CONFIG"
+# Bounded graceful stop: in-flight responses get this long after SIGTERM.
+STOP_TIMEOUT: Final = 20
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def config_to_env(config: Config) -> str:
+    values = {k: str(v) for k, v in asdict(config).items() if k != "path" and v is not None}
+    return json.dumps(values)
+
+
+def config_from_env(text: str) -> Config:
+    return config_from_mapping(json.loads(text), environ={})
+
+
+def configure_logging(access: bool = True) -> None:
+    """Our log lines on stderr; access lines as ``host - - [time] "request" ...``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger("eggproxy")
+    if not root.handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    access_logger = logging.getLogger("eggproxy.access")
+    access_handler = logging.StreamHandler(sys.stderr)
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    if not access_logger.handlers:
+        access_logger.addHandler(access_handler)
+    access_logger.propagate = False
+    access_logger.setLevel(logging.INFO if access else logging.WARNING)
+
+
+def app_from_environment() -> App:
+    """Granian's factory: one :class:`App` per worker process."""
+    configure_logging(os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1")
+    return App(config_from_env(os.environ[ENV]))
+
+
+def serve(config: Config, *, access_log: bool = True) -> int:
+    """Start granian with ``config.workers`` processes; return when it stops."""
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    configure_logging(access_log)
+    proxy = Proxy(config)
+    proxy.prepare()
+    host, _, port = config.bind.rpartition(":")
+    os.environ[ENV] = config_to_env(config)
+    os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
+    log.info(
+        "eggproxy %s serving http://%s%s on %d worker(s); cache %s; upstream %s",
+        __version__,
+        config.bind,
+        config.prefix,
+        config.workers,
+        config.cache_dir,
+        config.index,
+    )
+    server = Server(
+        "eggproxy.serve:app_from_environment",
+        address=host.strip("[]"),
+        port=int(port),
+        interface=Interfaces.RSGI,
+        workers=config.workers,
+        factory=True,
+        websockets=False,
+        loop=Loops.auto,
+        log_access=False,  # ours carries hit/miss/stale
+        workers_kill_timeout=STOP_TIMEOUT,
+        process_name="eggproxy",
+    )
+    server.serve()
+    return 0
