@@ -93,7 +93,6 @@ def serve(config: Config, *, access_log: bool = True) -> int:
         loop=Loops.auto,
         log_access=False,  # ours carries hit/miss/stale
         workers_kill_timeout=STOP_TIMEOUT,
-        process_name="eggproxy",
     )
     server.serve()
     return 0

@@ -104,9 +104,11 @@ class App:
         started = time.perf_counter()
         status, size, outcome = await self.handle(scope, proto)
         if access_log.isEnabledFor(logging.INFO):
+            # Common Log Format, plus seconds taken and hit/miss/stale.
             access_log.info(
-                '%s "%s %s HTTP/%s" %d %d %.4f %s',
+                '%s - - [%s] "%s %s HTTP/%s" %d %d %.4f %s',
                 scope.client.rsplit(":", 1)[0],
+                _clf_now(),
                 scope.method,
                 scope.path[:300],
                 scope.http_version,
@@ -248,6 +250,15 @@ class App:
         else:
             proto.response_file(200, headers, name)
         return decision.status, end - start
+
+
+@functools.lru_cache(maxsize=2)
+def _clf_time(second: int) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
+
+
+def _clf_now() -> str:
+    return _clf_time(int(time.time()))
 
 
 class _Abort(Exception):
