@@ -78,14 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The configuration keys given as flags (they override the file)."""
+    flags = {
+        "cache_dir": args.cache_dir,
+        "index": args.index,
+        "bind": getattr(args, "bind", None),
+        "workers": getattr(args, "workers", None),
+    }
+    return {key: str(value) for key, value in flags.items() if value is not None}
+
+
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    return config.with_overrides(
-        cache_dir=args.cache_dir,
-        index=args.index,
-        bind=getattr(args, "bind", None),
-        workers=getattr(args, "workers", None),
-    )
+    return load_config(args.config).with_overrides(**_overrides(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from eggproxy.serve import serve
 
-            return serve(config, access_log=not args.no_access_log)
+            return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
         if args.command == "config":
             for key, value in sorted(vars(config).items()):
                 print(f"{key} = {value}")

@@ -13,16 +13,43 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from packaging.utils import canonicalize_name
 
 from eggproxy.errors import ConfigError
 
 SECTIONS: Final = ("eggproxy", "default")
 DEFAULT_PREFIX: Final = "/simple/"
 DEFAULT_BIND: Final = "127.0.0.1:3141"
+
+
+SOURCE_PREFIX: Final = "source:"
+SOURCE_MODES: Final = ("first", "unsafe-merge")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One ``[source:NAME]`` section: a remote index (``url``) or a folder (``path``)."""
+
+    name: str
+    url: str | None = None
+    path: Path | None = None
+    username: str | None = None
+    # Never shown: not in repr, not in logs, not in pages.
+    password: str | None = field(default=None, repr=False)
+    # "first": used only when no earlier source has the project (the safe
+    # default); "unsafe-merge": its files are added to an earlier source's.
+    mode: str = "first"
+    # Projects this source provides even when an earlier source has them.
+    allow: frozenset[str] = frozenset()
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,12 @@ class Config:
     bind: str = DEFAULT_BIND
     workers: int = 1
     path: Path | None = None  # the file it was read from, if any
+    sources: tuple[SourceConfig, ...] = ()  # [source:*] sections, in file order
+
+    @property
+    def effective_sources(self) -> tuple[SourceConfig, ...]:
+        """The configured sources, or the one ``index`` when there are none."""
+        return self.sources or (SourceConfig(name="upstream", url=self.index),)
 
     def with_overrides(self, **values: Any) -> Config:
         """Return a copy with command-line values applied (``None`` means unset)."""
@@ -127,10 +160,63 @@ def load_config(
             if parser.has_section(section):
                 values.update(parser.items(section))
     try:
-        return config_from_mapping(values, path=path, environ=environ)
+        config = config_from_mapping(values, path=path, environ=environ)
+        if path is not None:
+            sources = tuple(
+                parse_source(section[len(SOURCE_PREFIX) :], dict(parser.items(section)))
+                for section in parser.sections()
+                if section.startswith(SOURCE_PREFIX)
+            )
+            names = [source.name for source in sources]
+            if len(set(names)) != len(names):
+                raise ConfigError("a source name is used twice", key="source")
+            config = replace(config, sources=sources)
+        return config
     except ConfigError as exc:
         exc.path = str(path) if path else None
         raise
+
+
+_SOURCE_KEYS: Final = ("url", "path", "username", "password", "mode", "allow")
+
+
+def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
+    """Validate one ``[source:NAME]`` section."""
+    key = f"source:{name}"
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError("a source needs a name of letters, digits, '-', '_', '.'", key=key)
+    unknown = sorted(set(values) - set(_SOURCE_KEYS))
+    if unknown:
+        raise ConfigError("unknown key", key=f"{key}.{unknown[0]}")
+    url, path = values.get("url", "").strip(), values.get("path", "").strip()
+    if bool(url) == bool(path):
+        raise ConfigError("needs exactly one of url or path", key=key)
+    username, password = values.get("username") or None, values.get("password") or None
+    if url:
+        parts = urlsplit(_parse_url(f"{key}.url", url))
+        if parts.username or parts.password:
+            # Credentials in the URL move to the session: URLs get logged.
+            username = username or unquote(parts.username or "")
+            password = password or unquote(parts.password or "")
+            netloc = parts.hostname or ""
+            netloc += f":{parts.port}" if parts.port else ""
+            parts = parts._replace(netloc=netloc)
+        url = urlunsplit(parts)
+    mode = values.get("mode", "first").strip()
+    if mode not in SOURCE_MODES:
+        raise ConfigError(f"mode must be one of {', '.join(SOURCE_MODES)}", key=f"{key}.mode")
+    allow = frozenset(
+        canonicalize_name(item) for item in values.get("allow", "").replace(",", " ").split()
+    )
+    return SourceConfig(
+        name=name,
+        url=url or None,
+        path=_parse_path(f"{key}.path", path) if path else None,
+        username=username,
+        password=password,
+        mode=mode,
+        allow=allow,
+    )
 
 
 def config_from_mapping(

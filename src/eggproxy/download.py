@@ -15,9 +15,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -25,7 +25,7 @@ import requests
 
 from eggproxy.cache import Cache, write_atomic
 from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
-from eggproxy.upstream import CHUNK_SIZE, UpstreamIndex
+from eggproxy.upstream import CHUNK_SIZE, FileResponse
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class Wanted:
     target: Path
     hashes: Mapping[str, str]
     size: int | None = None
+    # Opens ``url`` at the source that listed it (remote index or local folder).
+    opener: Callable[[str], FileResponse] | None = field(default=None, compare=False)
 
 
 def _choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
@@ -57,9 +59,8 @@ def _choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
 class Downloader:
     """Fetches files into a :class:`Cache`, at most once at a time per file."""
 
-    def __init__(self, cache: Cache, upstream: UpstreamIndex, max_parallel: int = 16) -> None:
+    def __init__(self, cache: Cache, max_parallel: int = 16) -> None:
         self.cache = cache
-        self.upstream = upstream
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="eggproxy-download")
         self._inflight: dict[Path, Future[Path]] = {}
         self._inflight_lock = threading.Lock()
@@ -141,7 +142,8 @@ class Downloader:
         digest = hashlib.new(expected[0]) if expected else None
         size = 0
         started = time.monotonic()
-        response = self.upstream.open_file(wanted.url)
+        assert wanted.opener is not None, "a download needs its source's opener"
+        response = wanted.opener(wanted.url)
         fd = -1
         try:
             with response:

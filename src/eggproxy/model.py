@@ -26,6 +26,7 @@ class DistFile:
     gpg_sig: bool | None = None
     size: int | None = None  # PEP 700
     upload_time: str | None = None  # PEP 700, ISO 8601 as the upstream wrote it
+    source: str | None = None  # the configured source that listed it
 
     @property
     def metadata_url(self) -> str:
@@ -43,6 +44,7 @@ class ProjectPage:
     tracks: tuple[str, ...] = ()  # PEP 708
     alternate_locations: tuple[str, ...] = ()  # PEP 708
     last_serial: int | None = None
+    source: str | None = None  # which configured source(s) provided the page
 
     def file(self, filename: str) -> DistFile | None:
         """Return the file called ``filename``, if the page lists it."""

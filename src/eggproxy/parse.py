@@ -190,6 +190,7 @@ def _json_file(item: Any, base_url: str) -> DistFile:
         gpg_sig=gpg if isinstance(gpg, bool) else None,
         size=size,
         upload_time=upload_time if isinstance(upload_time, str) else None,
+        source=item["_source"] if isinstance(item.get("_source"), str) else None,
     )
 
 
@@ -216,6 +217,7 @@ def project_from_json(text: str, base_url: str, name: str | None = None) -> Proj
         tracks=_strings(meta.get("tracks", []), "meta.tracks"),
         alternate_locations=_strings(data.get("alternate-locations", []), "alternate-locations"),
         last_serial=_serial(meta),
+        source=meta["_source"] if isinstance(meta.get("_source"), str) else None,
     )
 
 

@@ -19,10 +19,12 @@ from typing import Literal
 
 import requests
 
+from eggproxy.aggregate import Aggregator, Entry
 from eggproxy.cache import Cache, Freshness, PageState
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
 from eggproxy.errors import FileNotListed, MalformedPage, ProjectNotFound, UpstreamError
+from eggproxy.localdir import LocalSource
 from eggproxy.model import DistFile, IndexPage, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
 from eggproxy.parse import project_from_json
@@ -68,8 +70,11 @@ class Proxy:
         self.clock = clock
         self.cache = Cache(config.cache_dir)
         # Overwrite the session for testing, or to configure proxies and TLS.
-        self.upstream = UpstreamIndex(config.index, session or make_session(), config.timeout)
-        self.downloader = Downloader(self.cache, self.upstream)
+        self.sources = build_sources(config, session or make_session())
+        self._local: list[LocalSource] = [
+            s for s in self.sources.local_sources() if isinstance(s, LocalSource)
+        ]
+        self.downloader = Downloader(self.cache)
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left."""
@@ -90,6 +95,9 @@ class Proxy:
         age = self.clock() - st.st_mtime
         if age >= self.config.index_ttl:
             return None
+        # Files dropped into a local folder appear on the next request.
+        if any(s.changed_since(st.st_mtime) for s in self._local):
+            return None
         return PageResult(path, "hit", int(self.config.index_ttl - age), stat=st)
 
     def page(self, project: NormalizedName | None, fmt: str) -> PageResult:
@@ -106,10 +114,10 @@ class Proxy:
         path = self.cache.page_path(project, fmt)
         with self.cache.lock(self._page_lock(project)):
             # Another thread or process may have refreshed it while we waited.
+            fresh = self.fresh_page(project, fmt)
+            if fresh is not None:
+                return fresh
             mtime = self.cache.page_mtime(project)
-            now = self.clock()
-            if mtime is not None and now - mtime < ttl:
-                return PageResult(path, "hit", int(ttl - (now - mtime)))
             try:
                 changed = self._refresh_locked(project)
             except (ProjectNotFound, FileNotListed):
@@ -140,9 +148,9 @@ class Proxy:
         etag = old.etag if old is not None and have_page else None
         started = self.clock()
         fetched = (
-            self.upstream.fetch_project(project, etag)
+            self.sources.fetch_project(project, etag)
             if project is not None
-            else self.upstream.fetch_index(etag)
+            else self.sources.fetch_index(etag)
         )
         if fetched.page is None:  # 304 Not Modified
             self.cache.touch_page(project, started)
@@ -203,13 +211,14 @@ class Proxy:
         base = filename.removesuffix(METADATA_SUFFIX)
         dist = self._listed(project, base)
         target = self.cache.file_path(project, filename)
+        opener = self.sources.source(dist.source).open_file
         if filename == base:
-            return Wanted(dist.url, target, dist.hashes, dist.size)
+            return Wanted(dist.url, target, dist.hashes, dist.size, opener)
         # PEP 658: the metadata file, verified against the page's metadata hash.
         if not dist.core_metadata:
             raise FileNotListed(project, filename)
         hashes = dist.core_metadata if isinstance(dist.core_metadata, Mapping) else {}
-        return Wanted(dist.metadata_url, target, hashes)
+        return Wanted(dist.metadata_url, target, hashes, opener=opener)
 
     def _listed(self, project: NormalizedName, filename: str) -> DistFile:
         page = self._upstream_page(project)
@@ -232,3 +241,17 @@ class Proxy:
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None
+
+
+def build_sources(config: Config, session: requests.Session) -> Aggregator:
+    """The configured sources, in order, behind one :class:`Aggregator`."""
+    entries = []
+    for source in config.effective_sources:
+        if source.path is not None:
+            entries.append(Entry(LocalSource(source.name, source.path), source))
+            continue
+        assert source.url is not None
+        auth = (source.username, source.password or "") if source.username else None
+        remote = UpstreamIndex(source.url, session, config.timeout, name=source.name, auth=auth)
+        entries.append(Entry(remote, source))
+    return Aggregator(entries)

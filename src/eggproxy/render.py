@@ -73,6 +73,8 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
         meta["_last-serial"] = page.last_serial
     if page.tracks:
         meta["tracks"] = list(page.tracks)
+    if page.source:
+        meta["_source"] = page.source  # which configured source(s) served the page
     files = []
     for dist in page.files:
         item: dict[str, Any] = {
@@ -99,6 +101,8 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
             item["size"] = dist.size
         if dist.upload_time is not None:
             item["upload-time"] = dist.upload_time
+        if dist.source and not relative:  # kept in the stored copy, to fetch it again
+            item["_source"] = dist.source
         files.append(item)
     data: dict[str, Any] = {"meta": meta, "name": page.name, "files": files}
     data["versions"] = page_versions(page)
@@ -123,6 +127,8 @@ def project_html(page: ProjectPage) -> bytes:
         for a in page.alternate_locations
     ]
     lines = ["<!DOCTYPE html>", "<html>", "<head>", *head]
+    if page.source:
+        lines.append(f"<!-- served by source: {escape(page.source).replace('--', '')} -->")
     lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>"]
     for dist in page.files:
         attrs = [f'href="{escape(_link(dist, True))}{escape(_fragment(dist.hashes))}"']

@@ -13,11 +13,10 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
 from typing import Final
 
 from eggproxy import __version__
-from eggproxy.config import Config, config_from_mapping
+from eggproxy.config import Config, config_from_mapping, load_config
 from eggproxy.proxy import Proxy
 from eggproxy.server import App
 
@@ -29,13 +28,19 @@ STOP_TIMEOUT: Final = 20
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def config_to_env(config: Config) -> str:
-    values = {k: str(v) for k, v in asdict(config).items() if k != "path" and v is not None}
-    return json.dumps(values)
+def config_to_env(config: Config, overrides: dict[str, str]) -> str:
+    """What a worker needs to rebuild ``config``: the file it came from and the flags.
+
+    Credentials of sources stay in the file: they are not copied into the
+    environment of the workers.
+    """
+    return json.dumps({"file": str(config.path) if config.path else None, "overrides": overrides})
 
 
 def config_from_env(text: str) -> Config:
-    return config_from_mapping(json.loads(text), environ={})
+    data = json.loads(text)
+    config = load_config(data["file"]) if data["file"] else config_from_mapping({})
+    return config.with_overrides(**data["overrides"])
 
 
 def configure_logging(access: bool = True) -> None:
@@ -62,7 +67,9 @@ def app_from_environment() -> App:
     return App(config_from_env(os.environ[ENV]))
 
 
-def serve(config: Config, *, access_log: bool = True) -> int:
+def serve(
+    config: Config, *, overrides: dict[str, str] | None = None, access_log: bool = True
+) -> int:
     """Start granian with ``config.workers`` processes; return when it stops."""
     from granian.constants import Interfaces, Loops
     from granian.server import Server
@@ -71,7 +78,7 @@ def serve(config: Config, *, access_log: bool = True) -> int:
     proxy = Proxy(config)
     proxy.prepare()
     host, _, port = config.bind.rpartition(":")
-    os.environ[ENV] = config_to_env(config)
+    os.environ[ENV] = config_to_env(config, overrides or {})
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
     log.info(
         "eggproxy %s serving http://%s%s on %d worker(s); cache %s; upstream %s",

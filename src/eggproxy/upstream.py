@@ -7,9 +7,10 @@ through urllib3), so tests and callers decide how it is configured.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -49,6 +50,19 @@ def make_session(pool_size: int = 32) -> requests.Session:
     return session
 
 
+class FileResponse(Protocol):
+    """A streaming file download, as ``requests.Response`` offers it."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Fetched(Generic[P]):
     """An upstream answer to a page request; ``page`` is ``None`` on 304."""
@@ -62,10 +76,23 @@ class Fetched(Generic[P]):
 class UpstreamIndex:
     """One remote simple index."""
 
-    def __init__(self, url: str, session: requests.Session, timeout: float) -> None:
+    is_local = False
+
+    def __init__(
+        self,
+        url: str,
+        session: requests.Session,
+        timeout: float,
+        *,
+        name: str = "upstream",
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.session = session
         self.timeout = timeout
+        self.name = name
+        # Sent as a header, never part of a URL, so it never reaches a log line.
+        self.auth = auth
 
     def project_url(self, project: NormalizedName) -> str:
         return f"{self.url}{project}/"
@@ -125,7 +152,12 @@ class UpstreamIndex:
         """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
         try:
             return self.session.get(
-                url, headers=headers, timeout=self.timeout, stream=stream, allow_redirects=True
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                stream=stream,
+                allow_redirects=True,
+                auth=self.auth,
             )
         except requests.Timeout:
             raise UpstreamUnavailable(
@@ -158,7 +190,13 @@ def _header_serial(response: requests.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
+
+
 def _short(exc: BaseException) -> str:
-    # requests nests the interesting part; keep log lines to one short line.
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    """One short line: requests nests the interesting part deep in its message."""
+    text = str(exc)
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(0).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]

@@ -80,3 +80,46 @@ def test_default_index_follows_pip(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PIP_INDEX_URL")
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
     assert default_index_url().startswith("https://")
+
+
+def test_sources_in_order(tmp_path: Path) -> None:
+    (tmp_path / "eggs").mkdir()
+    path = _write(
+        tmp_path,
+        f"[eggproxy]\nindex = {INDEX}\n"
+        "[source:private]\nurl = https://bob:s3cret@private.example.test/simple\n"
+        f"[source:local]\npath = {tmp_path}/eggs\n"
+        "[source:public]\nurl = https://public.example.test/simple/\n"
+        "mode = unsafe-merge\nallow = Zope.Interface, requests\n",
+    )
+    config = load_config(path, environ={})
+    private, local, public = config.effective_sources
+    assert private.url == "https://private.example.test/simple/"  # credentials moved out
+    assert (private.username, private.password) == ("bob", "s3cret")
+    assert local.is_local and local.path == tmp_path / "eggs"
+    assert public.mode == "unsafe-merge"
+    assert public.allow == {"zope-interface", "requests"}
+    assert "s3cret" not in repr(config)
+
+
+def test_no_sources_means_the_index(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n"), environ={})
+    (only,) = config.effective_sources
+    assert only.url == INDEX
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("[source:x]\n", "source:x"),
+        ("[source:x]\nurl = https://a/\npath = /tmp\n", "source:x"),
+        ("[source:x]\nurl = https://a/\nmode = merge\n", "source:x.mode"),
+        ("[source:x]\nurl = https://a/\ncolour = red\n", "source:x.colour"),
+        ("[source:x y]\nurl = https://a/\n", "source:x y"),
+    ],
+)
+def test_bad_sources(tmp_path: Path, section: str, key: str) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n{section}")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert key in str(info.value)
