@@ -7,6 +7,7 @@ absolute URLs under ``/packages/<sha256[:2]>/<filename>`` (PEP 658 metadata at `
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import datetime
@@ -111,6 +112,7 @@ class Upstream:
         self.malformed: set[str] = set()  # project names whose page body is garbage
         self.down = False  # answer every request with 503
         self.delay_pages = 0.0  # seconds to sleep before answering a page
+        self.auth: tuple[str, str] | None = None  # (user, password) required, if set
         self.names: dict[str, str] = {}  # canonical -> display name
         self.projects: dict[str, dict[str, DistFile]] = {}  # canonical -> filename -> file
         self._paths: dict[str, Path] = {}  # URL path -> file on disk
@@ -127,6 +129,12 @@ class Upstream:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+
+    def auth_header(self) -> str:
+        """The ``Authorization`` header value that ``auth`` requires."""
+        assert self.auth is not None
+        token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+        return f"Basic {token}"
 
     def __enter__(self) -> Upstream:
         return self
@@ -316,6 +324,14 @@ class _Handler(BaseHTTPRequestHandler):
                 up.hits[path] += 1
         if up.down:
             return self._send(503, b"upstream is down\n", "text/plain", head, Retry_After="1")
+        if up.auth is not None and self.headers.get("Authorization") != up.auth_header():
+            return self._send(
+                401,
+                b"authentication required\n",
+                "text/plain",
+                head,
+                WWW_Authenticate='Basic realm="test"',
+            )
         if path in up._paths:
             return self._file(up._paths[path], head)
         if path == "/simple":
