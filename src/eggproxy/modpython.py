@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from mod_python import apache
 
@@ -69,6 +70,9 @@ def _proxy(req: Any) -> Proxy:
 def _serve(req: Any, path: str, content_type: str) -> int:
     """Hand the file back to Apache's static handler."""
     req.filename = path
+    # On a miss Apache mapped the URL before the project directory existed, so it
+    # took the rest of the path for PATH_INFO; its static handler answers 404 to that.
+    req.path_info = ""
     req.finfo = apache.stat(path, apache.APR_FINFO_MIN)
     req.content_type = content_type
     return int(apache.OK)
@@ -76,9 +80,15 @@ def _serve(req: Any, path: str, content_type: str) -> int:
 
 def fixup(req: Any) -> int:
     """``PythonFixupHandler``: fill the cache if needed, then let Apache serve."""
+    if req.method not in ("GET", "HEAD"):
+        req.headers_out["Allow"] = "GET, HEAD"
+        return _error(req, 405, "method not allowed")
     try:
         proxy = _proxy(req)
-        target = route(req.unparsed_uri.split("?", 1)[0], proxy.config.prefix)
+        raw = req.unparsed_uri.split("?", 1)[0]
+        if not raw.startswith("/"):  # absolute-form request target (RFC 9112, 3.2.2)
+            raw = urlsplit(raw).path or "/"
+        target = route(raw, proxy.config.prefix)
         if target.kind == "redirect":
             assert target.location is not None
             req.headers_out["Location"] = target.location
@@ -104,7 +114,15 @@ def fixup(req: Any) -> int:
 
 
 def _error(req: Any, status: int, message: str) -> int:
-    log.warning("%s %s -> %d %s", req.method, req.unparsed_uri[:200], status, message)
+    # A 404 is an everyday answer (pip probes names); keep warnings for failures.
+    log.log(
+        logging.INFO if status in (404, 405) else logging.WARNING,
+        "%s %s -> %d %s",
+        req.method,
+        req.unparsed_uri[:200],
+        status,
+        message,
+    )
     req.status = status
     req.content_type = "text/plain; charset=utf-8"
     body = f"{status} {message}\n".encode()

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
+from granian._granian import RSGIProtocolClosed  # public as granian.rsgi.ProtocolClosed
+
 from eggproxy.config import Config
 from eggproxy.errors import EggproxyError, http_status
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
@@ -37,7 +39,6 @@ Headers = list[tuple[str, str]]
 
 SMALL_FILE: Final = 512 * 1024  # bytes; larger files are sent by granian from disk
 MEMORY_BUDGET: Final = 64 * 1024 * 1024  # bytes of small files kept in memory
-_END: Final = object()
 
 
 class SmallFiles:
@@ -135,7 +136,9 @@ class App:
                 return await self.file(scope, proto, target.project, target.filename)
             return await self.page(scope, proto, target.project)
         except EggproxyError as exc:
-            log.warning("%s %s: %s", scope.method, scope.path[:200], exc)
+            # A 404 is an everyday answer (pip probes names); warn about failures.
+            level = logging.INFO if http_status(exc) == 404 else logging.WARNING
+            log.log(level, "%s %s: %s", scope.method, scope.path[:200], exc)
             return _error(proto, exc), 0, "error"
 
     async def page(
@@ -187,24 +190,41 @@ class App:
             return status, size, "miss"
         headers.append(("content-length", str(result.size)))
         transport = proto.response_stream(200, headers)
-        sent = await self._pump(loop, result.stream, transport, result.path.name)
-        return 200, sent, "miss"
+        sent, complete = await self._pump(loop, result.stream, transport, result.path.name)
+        # Granian ends the response once the transport is released; one shorter than
+        # its Content-Length is cut (the connection closed), so no client takes it
+        # for complete.  (Raising instead would keep the transport alive in the
+        # traceback and leave the client waiting until the garbage collector ran.)
+        del transport
+        return 200, sent, "miss" if complete else "aborted"
 
     async def _pump(
         self, loop: asyncio.AbstractEventLoop, stream: Iterator[bytes], transport: Any, name: str
-    ) -> int:
+    ) -> tuple[int, bool]:
+        """Send the stream's bytes; return how many, and whether the stream completed.
+
+        Each chunk is sent once the next one has arrived, so the last one goes out
+        only when the stream has ended normally, i.e. after the download was
+        verified: a file that fails its hash check never reaches a client whole.
+        """
         sent = 0
+        pending = b""
         try:
             while True:
-                chunk = await loop.run_in_executor(self.pool, next, stream, _END)
-                if not isinstance(chunk, bytes):
-                    return sent
-                await transport.send_bytes(chunk)
-                sent += len(chunk)
-        except (EggproxyError, OSError) as exc:
-            # The Content-Length promised more: the client sees a cut response.
-            log.warning("aborting response for %s after %d bytes: %s", name, sent, exc)
-            raise _Abort from None
+                chunk = await loop.run_in_executor(self.pool, _next_chunk, stream)
+                if isinstance(chunk, BaseException):
+                    log.warning("aborting response for %s after %d bytes: %s", name, sent, chunk)
+                    return sent, False
+                if pending:
+                    try:
+                        await transport.send_bytes(pending)
+                    except RSGIProtocolClosed:  # the download goes on for the others
+                        log.info("client left %s after %d bytes", name, sent)
+                        return sent, False
+                    sent += len(pending)
+                if chunk is None:
+                    return sent, True
+                pending = chunk
         finally:
             await loop.run_in_executor(self.pool, _close, stream)
 
@@ -236,8 +256,9 @@ class App:
         start, end = decision.start, decision.end
         if decision.status == 206:
             headers.append(("content-range", f"bytes {start}-{end - 1}/{v.size}"))
+        # Granian sends a file response chunked unless told its length.
+        headers.append(("content-length", str(end - start)))
         if scope.method == "HEAD":
-            headers.append(("content-length", str(end - start)))
             proto.response_empty(decision.status, headers)
             return decision.status, 0
         name = str(path)
@@ -261,8 +282,18 @@ def _clf_now() -> str:
     return _clf_time(int(time.time()))
 
 
-class _Abort(Exception):
-    """Raised out of the app so that granian drops a response it cannot finish."""
+def _next_chunk(stream: Iterator[bytes]) -> bytes | BaseException | None:
+    """The stream's next chunk, ``None`` at its end, or the error that ended it.
+
+    The error is returned, not raised into the response's coroutine: a download's
+    exception is shared by every follower (it lives on in the download's future),
+    and a traceback through the coroutine would keep its frame, and so the response
+    transport, alive; granian ends a response only once its transport is released.
+    """
+    try:
+        return next(stream, None)
+    except (EggproxyError, OSError) as exc:
+        return exc.with_traceback(None)
 
 
 def _close(stream: Iterator[bytes]) -> None:

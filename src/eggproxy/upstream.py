@@ -14,6 +14,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
@@ -43,7 +44,10 @@ P = TypeVar("P", ProjectPage, IndexPage)
 def make_session(pool_size: int = 32) -> requests.Session:
     """A pooled session for one upstream host set, shared by all threads."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=1)
+    # One retry of a failed connection, never a sleep on Retry-After: a client
+    # waiting on us is better served by the stale page than by a long wait.
+    retry = Retry(total=1, read=False, status=0, respect_retry_after_header=False)
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT

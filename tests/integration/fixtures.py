@@ -12,6 +12,7 @@ import inspect
 import io
 import json
 import re
+import sys
 import tarfile
 import zipfile
 from collections.abc import Sequence
@@ -209,6 +210,10 @@ def _mod(version: str) -> bytes:
     return f'__version__ = "{version}"\n'.encode()
 
 
+# easy_install only takes an egg built for the running Python.
+_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def build_projects(dest: Path) -> dict[str, list[Path]]:
     """Write every fixture project under ``dest``; return canonical name -> distribution files.
 
@@ -229,7 +234,7 @@ def build_projects(dest: Path) -> dict[str, list[Path]]:
             build_sdist(dest, "sdist-only", "1.0", {"sdist_only.py": _mod("1.0")}),
             build_sdist(dest, "sdist-only", "1.1", {"sdist_only.py": _mod("1.1")}, ext="zip"),
         ],
-        "egg-only": [build_egg(dest, "egg-only", "1.0", {"egg_only.py": _mod("1.0")}, "3.11")],
+        "egg-only": [build_egg(dest, "egg-only", "1.0", {"egg_only.py": _mod("1.0")}, _PY)],
         "dotted-name": [
             build_wheel(dest, "Dotted.Name", "1.0", {"dotted_name/__init__.py": _mod("1.0")})
         ],

@@ -1,0 +1,342 @@
+"""Integration harness: a real Apache (prefork) + mod_python serving eggproxy on 127.0.0.1.
+
+Apache runs in the foreground (``apache2 -f CONF -DFOREGROUND``) with a generated config and
+switches to ``www-data``; mod_python embeds Debian's ``/usr/bin/python3``.  Everything Apache's
+children read (the installed site dir, the eggproxy config) lives in world-readable
+directories under ``/tmp``, never under pytest's private (mode 700) tmp dirs.
+
+::
+
+    site = install_site()                     # once per session: eggproxy + deps, for www-data
+    with ApacheProxy(site, upstream.url, index_ttl=1) as proxy:
+        requests.get(proxy.url + "demo-pkg/")   # proxy.url == "http://127.0.0.1:PORT/simple/"
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+
+APACHE = Path("/usr/sbin/apache2")
+MODS_AVAILABLE = Path("/etc/apache2/mods-available")
+MOD_PYTHON = Path("/usr/lib/apache2/modules/mod_python.so")
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # the interpreter mod_python embeds
+RUN_AS = "www-data"
+MODULES = ("mpm_prefork", "authz_core", "alias", "dir", "mime", "log_config", "python")
+DEPENDENCIES = ("packaging", "requests", "urllib3", "idna", "certifi", "charset-normalizer")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0  # seconds for Apache to listen
+STOP_TIMEOUT = 10.0  # seconds after SIGTERM before SIGKILL
+
+# Apache runs in its own session (see ``_launch``), so no terminal signal reaches it: stop
+# whatever is still running when the test process exits.
+_RUNNING: weakref.WeakSet[ApacheProxy] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_RUNNING):
+        server.stop()
+
+
+class ApacheError(RuntimeError):
+    """Apache did not start (the message carries its error log)."""
+
+
+def unavailable_reason() -> str | None:
+    """Why this machine cannot run the harness, or ``None`` if it can."""
+    if not APACHE.is_file():
+        return f"{APACHE} is missing (apt install apache2)"
+    if not MOD_PYTHON.is_file():
+        return f"{MOD_PYTHON} is missing (apt install libapache2-mod-python)"
+    if not SYSTEM_PYTHON.is_file():
+        return f"{SYSTEM_PYTHON} (the Python mod_python embeds) is missing"
+    try:
+        pwd.getpwnam(RUN_AS)
+    except KeyError:
+        return f"no {RUN_AS} user for Apache to run as"
+    if os.geteuid() != 0:
+        return f"Apache must start as root to switch to {RUN_AS}"
+    return None
+
+
+def require_apache() -> None:
+    """``pytest.skip`` the calling test if Apache + mod_python cannot run here."""
+    reason = unavailable_reason()
+    if reason:
+        import pytest
+
+        pytest.skip(f"Apache integration tests: {reason}")
+
+
+def public_dir(prefix: str) -> Path:
+    """A fresh directory under /tmp that www-data can traverse and read (mode 755)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def install_site(env: Mapping[str, str] | None = None) -> Path:
+    """Install eggproxy (built from this checkout) and its dependencies for mod_python.
+
+    Uses the normal pip environment (``env``, default ``os.environ``), as the dependencies come
+    from an index.  The source is copied first so the build leaves nothing in the checkout.
+    Returns a world-readable site directory; the caller removes it.
+    """
+    site = public_dir("eggproxy-site-")
+    with tempfile.TemporaryDirectory(prefix="eggproxy-build-") as build:
+        source = Path(build) / "src-copy"
+        source.mkdir()
+        for name in ("pyproject.toml", "setup.py", "README.rst"):
+            if (REPO_ROOT / name).exists():
+                shutil.copy2(REPO_ROOT / name, source / name)
+        ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+        shutil.copytree(REPO_ROOT / "src", source / "src", ignore=ignore)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+        command += ["--no-compile", "--target", str(site), str(source), *DEPENDENCIES]
+        result = subprocess.run(
+            command, env=dict(env or os.environ), capture_output=True, text=True, timeout=600
+        )
+    if result.returncode != 0:
+        shutil.rmtree(site, ignore_errors=True)
+        raise RuntimeError(f"pip install for mod_python failed:\n{result.stdout}{result.stderr}")
+    for root, dirs, files in os.walk(site):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+    check = f"import sys; sys.path.insert(0, {str(site)!r}); import eggproxy.proxy"
+    result = subprocess.run(
+        [str(SYSTEM_PYTHON), "-I", "-c", check], capture_output=True, text=True, timeout=60
+    )
+    if result.returncode != 0:
+        shutil.rmtree(site, ignore_errors=True)
+        raise RuntimeError(f"eggproxy does not import in {SYSTEM_PYTHON}:\n{result.stderr}")
+    return site
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def load_modules() -> str:
+    """``LoadModule`` lines from Debian's ``mods-available`` (built-in modules are skipped)."""
+    lines = []
+    for name in MODULES:
+        load = MODS_AVAILABLE / f"{name}.load"
+        if load.exists():
+            lines += [ln for ln in load.read_text().splitlines() if ln.startswith("LoadModule")]
+    return "\n".join(lines)
+
+
+class ApacheProxy:
+    """eggproxy behind a private Apache, wired like ``apache/eggproxy.vhost``."""
+
+    def __init__(
+        self,
+        site: Path,
+        index: str,
+        *,
+        index_ttl: int = 300,
+        timeout: float = 10.0,
+        start_servers: int = 4,
+        start: bool = True,
+        extra_config: str = "",
+    ) -> None:
+        self.site, self.index = site, index
+        self.extra_config = extra_config
+        self.index_ttl, self.timeout, self.start_servers = index_ttl, timeout, start_servers
+        self.base = public_dir("eggproxy-apache-")
+        self.cache_dir = self.base / "cache"
+        self.logs = self.base / "logs"
+        self.docroot = self.base / "htdocs"
+        self.config_path = self.base / "eggproxy.conf"
+        self.apache_conf = self.base / "apache2.conf"
+        for directory in (self.cache_dir, self.logs, self.docroot, self.base / "run"):
+            directory.mkdir(mode=0o755)
+        user = pwd.getpwnam(RUN_AS)
+        os.chown(self.cache_dir, user.pw_uid, user.pw_gid)
+        self.port = 0
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.cleanup()
+                raise
+
+    def __enter__(self) -> ApacheProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # --- configuration -------------------------------------------------------
+
+    def write_config(self) -> None:
+        self.config_path.write_text(
+            "[eggproxy]\n"
+            f"cache_dir = {self.cache_dir}\n"
+            f"index = {self.index}\n"
+            f"index_ttl = {self.index_ttl}\n"
+            f"timeout = {self.timeout}\n" + self.extra_config
+        )
+        self.config_path.chmod(0o644)
+        servers = self.start_servers
+        mime_types = Path("/etc/mime.types")
+        types_config = f"TypesConfig {mime_types}" if mime_types.exists() else ""
+        self.apache_conf.write_text(f"""\
+ServerRoot "{self.base}"
+DefaultRuntimeDir "{self.base}/run"
+PidFile "{self.base}/run/apache2.pid"
+{load_modules()}
+ServerName 127.0.0.1
+Listen 127.0.0.1:{self.port}
+User {RUN_AS}
+Group {RUN_AS}
+StartServers {servers}
+MinSpareServers {servers}
+MaxSpareServers {servers * 4}
+ServerLimit 64
+MaxRequestWorkers 64
+MaxConnectionsPerChild 0
+Timeout 60
+KeepAlive On
+{types_config}
+ErrorLog "{self.logs}/error.log"
+LogLevel info
+LogFormat "%h pid=%P %t \\"%r\\" %>s %b %{{ms}}Tms" eggproxy
+CustomLog "{self.logs}/access.log" eggproxy
+DocumentRoot "{self.docroot}"
+<Directory />
+    Options None
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory "{self.docroot}">
+    Require all granted
+</Directory>
+
+Alias /simple "{self.cache_dir}"
+<Directory "{self.cache_dir}">
+    Options None
+    AllowOverride None
+    Require all granted
+    <FilesMatch "^\\.">
+        Require all denied
+    </FilesMatch>
+</Directory>
+<Location /simple>
+    DirectoryIndex disabled
+    PythonInterpreter eggproxy
+    PythonPath "['{self.site}'] + sys.path"
+    PythonOption eggproxy.config "{self.config_path}"
+    PythonFixupHandler eggproxy.modpython::fixup
+</Location>
+""")
+
+    # --- process -------------------------------------------------------------
+
+    def start(self, attempts: int = 3) -> None:
+        """Start Apache on a free port and wait (bounded) until it listens."""
+        for attempt in range(attempts):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}/simple/"
+            self.write_config()
+            try:
+                self._launch()
+                return
+            except ApacheError as exc:
+                in_use = "Address already in use" in str(exc)
+                if not in_use or attempt == attempts - 1:
+                    raise
+
+    def _launch(self) -> None:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        with open(self.logs / "stderr.log", "ab") as out:
+            self.process = subprocess.Popen(
+                [str(APACHE), "-f", str(self.apache_conf), "-DFOREGROUND"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.base,
+                # Its own process group: prefork's shutdown signals the whole group.
+                start_new_session=True,
+            )
+        _RUNNING.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise ApacheError(f"apache2 exited with {code}:\n{self.error_log_text()}")
+            if self._pid_written():  # written once the master has bound its listeners
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise ApacheError(f"apache2 not listening after {START_TIMEOUT}s:\n{self.error_log_text()}")
+
+    def _pid_written(self) -> bool:
+        try:
+            text = (self.base / "run" / "apache2.pid").read_text().strip()
+        except FileNotFoundError:
+            return False
+        return self.process is not None and text == str(self.process.pid)
+
+    def stop(self) -> None:
+        """SIGTERM the Apache we started (by PID), bounded wait, then SIGKILL; idempotent."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # The group is the one Popen made for this Apache: its master and its children.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+
+    def cleanup(self) -> None:
+        """Stop, then remove the whole directory (cache, config, logs)."""
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    # --- logs ----------------------------------------------------------------
+
+    def error_log_text(self) -> str:
+        parts = []
+        for name in ("stderr.log", "error.log"):
+            with contextlib.suppress(FileNotFoundError):
+                text = (self.logs / name).read_text(errors="replace")
+                if text.strip():
+                    parts.append(f"--- {name} ---\n{text}")
+        return "\n".join(parts) or "(empty error log)"
+
+    def access_log_lines(self) -> list[str]:
+        try:
+            return (self.logs / "access.log").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []

@@ -1,0 +1,177 @@
+"""Fixtures of the integration tests: fixture distributions, a fake upstream, real front ends.
+
+* ``fixture_files`` (session): the distributions of ``fixtures.build_projects``.
+* ``upstream``: a fresh fake index per test, parametrised ``["json", "html"]``.
+* ``proxy``: eggproxy behind a real front end, parametrised by front end (``FRONT_ENDS``), one
+  per test, with a fresh cache, pointing at ``upstream``.  Options come from the marker
+  ``@pytest.mark.proxy_options(index_ttl=1, timeout=5.0)``.  Pin a module to some front ends
+  with ``pytest.mark.parametrize("proxy", ["apache"], indirect=True)``.
+
+A front end is added by writing a starter ``(request, upstream_url, options) -> FrontEnd`` and
+registering it in ``FRONT_ENDS``.  Set ``EGGPROXY_KEEP_TEST_DIRS=1`` to keep each Apache's
+directory (config, cache, logs under ``/tmp/eggproxy-apache-*``) after its test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import apache
+import pytest
+from clients import ClientTools
+from fixtures import build_projects
+from upstream import Upstream
+
+# Taken at import, before ``clean_environment`` runs: installing the mod_python site needs
+# this machine's normal pip configuration.
+ORIGINAL_ENVIRON = dict(os.environ)
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
+
+
+@dataclass(frozen=True)
+class FixtureFiles:
+    """The built fixture distributions: ``root/<canonical name>/<file>``."""
+
+    root: Path
+    projects: dict[str, list[Path]]  # canonical name -> distribution files
+
+    def path(self, filename: str) -> Path:
+        for files in self.projects.values():
+            for path in files:
+                if path.name == filename:
+                    return path
+        raise KeyError(filename)
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """Settings of the eggproxy behind a front end."""
+
+    index_ttl: int = 300
+    timeout: float = 10.0
+    extra_config: str = ""  # appended to eggproxy's configuration file (e.g. sources)
+
+
+class FrontEnd(Protocol):
+    """What a starter returns: a running front end with its own cache directory."""
+
+    url: str  # the index URL, ending in "/simple/"
+    cache_dir: Path
+
+    def stop(self) -> None: ...
+
+
+Starter = Callable[[pytest.FixtureRequest, str, ProxyOptions], FrontEnd]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "proxy_options(**kwargs): ProxyOptions of the proxy fixture (index_ttl, ...)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see no proxy settings and no ``PIP_*`` variables of this machine."""
+    for name in list(os.environ):
+        if name.startswith("PIP_") or name.lower() in PROXY_VARIABLES:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> FixtureFiles:
+    root = tmp_path_factory.mktemp("fixture-files")
+    projects = build_projects(root)
+    return FixtureFiles(root, {name: list(paths) for name, paths in projects.items()})
+
+
+@pytest.fixture(params=["json", "html"])
+def upstream(request: pytest.FixtureRequest, fixture_files: FixtureFiles) -> Iterator[Upstream]:
+    """A fake index serving PEP 691 JSON (when asked) or only PEP 503 HTML."""
+    with Upstream(fixture_files.root, fmt=request.param) as up:
+        yield up
+
+
+@pytest.fixture(scope="session")
+def client_tools(tmp_path_factory: pytest.TempPathFactory) -> ClientTools:
+    """The clients' own environments (pip, buildout, easy_install), built on first use."""
+    return ClientTools(tmp_path_factory.mktemp("client-tools"))
+
+
+# --- front ends ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def apache_site() -> Iterator[Path]:
+    """eggproxy and its dependencies installed once for mod_python's interpreter."""
+    apache.require_apache()
+    site = apache.install_site(ORIGINAL_ENVIRON)
+    yield site
+    shutil.rmtree(site, ignore_errors=True)
+
+
+class _ApacheFrontEnd:
+    """An :class:`apache.ApacheProxy` whose ``stop`` also removes its directory."""
+
+    def __init__(self, server: apache.ApacheProxy) -> None:
+        self.server = server
+        self.url = server.url
+        self.cache_dir = server.cache_dir
+
+    def stop(self) -> None:
+        if os.environ.get("EGGPROXY_KEEP_TEST_DIRS"):
+            self.server.stop()
+        else:
+            self.server.cleanup()
+
+    def error_log_text(self) -> str:
+        return self.server.error_log_text()
+
+    def access_log_lines(self) -> list[str]:
+        return self.server.access_log_lines()
+
+
+def start_apache(
+    request: pytest.FixtureRequest, upstream_url: str, options: ProxyOptions
+) -> FrontEnd:
+    apache.require_apache()
+    site: Path = request.getfixturevalue("apache_site")
+    server = apache.ApacheProxy(
+        site,
+        upstream_url,
+        index_ttl=options.index_ttl,
+        timeout=options.timeout,
+        extra_config=options.extra_config,
+    )
+    return _ApacheFrontEnd(server)
+
+
+FRONT_ENDS: dict[str, Starter] = {"apache": start_apache}
+
+
+@pytest.fixture(params=sorted(FRONT_ENDS))
+def proxy(request: pytest.FixtureRequest, upstream: Upstream) -> Iterator[FrontEnd]:
+    """eggproxy behind the front end ``request.param``, with a fresh cache."""
+    marker = request.node.get_closest_marker("proxy_options")
+    options = ProxyOptions(**(marker.kwargs if marker else {}))
+    front_end = FRONT_ENDS[request.param](request, upstream.url, options)
+    try:
+        yield front_end
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed and hasattr(front_end, "error_log_text"):
+            print(f"--- {request.param} error log ---\n{front_end.error_log_text()}")
+        front_end.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, so fixtures can tell that the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
