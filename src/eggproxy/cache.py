@@ -92,6 +92,7 @@ class Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._page_paths: dict[tuple[NormalizedName | None, str], Path] = {}
 
     def prepare(self) -> None:
         """Create the tree (or check its layout version) and clean leftovers."""
@@ -143,7 +144,14 @@ class Cache:
         return self.root if project is None else self.root / project
 
     def page_path(self, project: NormalizedName | None, fmt: str) -> Path:
-        return self.project_dir(project) / PAGE_FILES[fmt]
+        # Asked on every page hit: keep the paths instead of joining them again.
+        key = (project, fmt)
+        path = self._page_paths.get(key)
+        if path is None:
+            if len(self._page_paths) > 65536:
+                self._page_paths.clear()
+            path = self._page_paths[key] = self.project_dir(project) / PAGE_FILES[fmt]
+        return path
 
     def file_path(self, project: NormalizedName, filename: str) -> Path:
         return self.root / project / filename

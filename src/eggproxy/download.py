@@ -10,6 +10,7 @@ a static server never sees a file that was not verified.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import os
@@ -118,11 +119,13 @@ class Downloader:
     def _start(self, wanted: Wanted) -> Future[Path]:
         with self._inflight_lock:
             future = self._inflight.get(wanted.target)
-            if future is None or future.done():
-                future = self._pool.submit(self.ensure, wanted)
-                self._inflight[wanted.target] = future
-                future.add_done_callback(lambda _f: self._forget(wanted.target, _f))
-            return future
+            if future is not None and not future.done():
+                return future
+            future = self._pool.submit(self.ensure, wanted)
+            self._inflight[wanted.target] = future
+        # Outside the lock: a future already done runs the callback right here.
+        future.add_done_callback(lambda done: self._forget(wanted.target, done))
+        return future
 
     def _forget(self, target: Path, future: Future[Path]) -> None:
         with self._inflight_lock:
@@ -204,8 +207,14 @@ def _verify(
 
 
 def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
-    """Yield the bytes of ``part`` as the holder writes them, until it is ``target``."""
+    """Yield the bytes of ``part`` as the holder writes them, until it is ``target``.
+
+    The last chunk read is held back until the download is verified, so a
+    consumer never has the whole file before its hash was checked: a front
+    end that promised a ``Content-Length`` ends short on any failure.
+    """
     handle = None
+    pending = b""
     try:
         while handle is None:
             if target.exists():  # verified and complete
@@ -221,7 +230,9 @@ def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
         while True:
             chunk = handle.read(CHUNK_SIZE)
             if chunk:
-                yield chunk
+                if pending:
+                    yield pending
+                pending = chunk
                 continue
             if not future.done():
                 time.sleep(_POLL)
@@ -230,7 +241,7 @@ def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
             # Done: our bytes are verified only if what we read became the target.
             if not _same_file(handle, target):
                 raise UpstreamError(f"download of {target.name} was replaced; retry")
-            rest = handle.read()
+            rest = pending + handle.read()
             if rest:
                 yield rest
             return
@@ -243,7 +254,9 @@ def _raise_failure(future: Future[Path]) -> None:
     if future.done():
         exc = future.exception()
         if exc is not None:
-            raise exc
+            # Each follower raises its own copy: one exception object re-raised
+            # in many threads would pile their tracebacks onto it.
+            raise copy.copy(exc).with_traceback(None) from None
 
 
 def _same_file(handle: BinaryIO, target: Path) -> bool:

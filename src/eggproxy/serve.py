@@ -3,8 +3,8 @@
 The main process checks the configuration, prepares the cache directory
 (cleaning partial files a crash left) and starts granian, which runs
 ``--workers`` processes.  Each worker builds its :class:`~eggproxy.server.App`
-from the resolved configuration, handed over in an environment variable so
-that no worker reads a different file than the one the main process checked.
+from the same configuration file and command-line flags, handed over in an
+environment variable (the file's path, never its credentials).
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ import json
 import logging
 import os
 import sys
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from eggproxy import __version__
+from eggproxy.accesslog import AccessLog
 from eggproxy.config import Config, config_from_mapping, load_config
 from eggproxy.proxy import Proxy
 from eggproxy.server import App
+
+if TYPE_CHECKING:
+    from eggproxy.asgi import AsgiApp
 
 log = logging.getLogger("eggproxy")
 
@@ -43,8 +47,8 @@ def config_from_env(text: str) -> Config:
     return config.with_overrides(**data["overrides"])
 
 
-def configure_logging(access: bool = True) -> None:
-    """Our log lines on stderr; access lines as ``host - - [time] "request" ...``."""
+def configure_logging() -> None:
+    """eggproxy's own log lines on stderr (access lines: :mod:`eggproxy.accesslog`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger("eggproxy")
@@ -52,19 +56,22 @@ def configure_logging(access: bool = True) -> None:
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
-    access_logger = logging.getLogger("eggproxy.access")
-    access_handler = logging.StreamHandler(sys.stderr)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    if not access_logger.handlers:
-        access_logger.addHandler(access_handler)
-    access_logger.propagate = False
-    access_logger.setLevel(logging.INFO if access else logging.WARNING)
 
 
 def app_from_environment() -> App:
     """Granian's factory: one :class:`App` per worker process."""
-    configure_logging(os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1")
-    return App(config_from_env(os.environ[ENV]))
+    configure_logging()
+    access = AccessLog() if os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1" else None
+    return App(config_from_env(os.environ[ENV]), access_log=access)
+
+
+def asgi_app_from_environment() -> AsgiApp:
+    """Granian's factory with ``EGGPROXY_INTERFACE=asgi``: one :class:`AsgiApp` per worker."""
+    from eggproxy.asgi import AsgiApp
+
+    configure_logging()
+    access = AccessLog() if os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1" else None
+    return AsgiApp(config_from_env(os.environ[ENV]), access_log=access)
 
 
 def serve(
@@ -74,7 +81,7 @@ def serve(
     from granian.constants import Interfaces, Loops
     from granian.server import Server
 
-    configure_logging(access_log)
+    configure_logging()
     proxy = Proxy(config)
     proxy.prepare()
     host, _, port = config.bind.rpartition(":")
@@ -89,11 +96,12 @@ def serve(
         config.cache_dir,
         config.index,
     )
+    asgi = os.environ.get("EGGPROXY_INTERFACE", "rsgi") == "asgi"
     server = Server(
-        "eggproxy.serve:app_from_environment",
+        "eggproxy.serve:asgi_app_from_environment" if asgi else "eggproxy.serve:app_from_environment",
         address=host.strip("[]"),
         port=int(port),
-        interface=Interfaces.RSGI,
+        interface=Interfaces.ASGI if asgi else Interfaces.RSGI,
         workers=config.workers,
         factory=True,
         websockets=False,

@@ -24,21 +24,25 @@ from typing import Any, Final
 
 from granian._granian import RSGIProtocolClosed  # public as granian.rsgi.ProtocolClosed
 
+from eggproxy.accesslog import AccessLog
 from eggproxy.config import Config
 from eggproxy.errors import EggproxyError, http_status
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
 from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
 from eggproxy.routes import Route, choose_format, route
-from eggproxy.static import Validators, decide
+from eggproxy.static import Decision, Validators, decide
 
 log = logging.getLogger("eggproxy.server")
-access_log = logging.getLogger("eggproxy.access")
 
 Headers = list[tuple[str, str]]
 
 SMALL_FILE: Final = 512 * 1024  # bytes; larger files are sent by granian from disk
 MEMORY_BUDGET: Final = 64 * 1024 * 1024  # bytes of small files kept in memory
+
+
+# A request with no conditional or Range header gets the whole file.
+WHOLE: Final = Decision(200)
 
 
 class SmallFiles:
@@ -52,33 +56,45 @@ class SmallFiles:
     def __init__(self, budget: int = MEMORY_BUDGET) -> None:
         self.budget = budget
         self.used = 0
-        self._items: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[tuple[int, int, int], bytes, Validators]] = (
+            OrderedDict()
+        )
 
-    def get(self, path: str, st: os.stat_result) -> bytes:
+    def get(self, path: str, st: os.stat_result) -> tuple[bytes, Validators]:
+        """The file's bytes and validators, read again only if the file changed."""
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         item = self._items.get(path)
         if item is not None and item[0] == key:
             self._items.move_to_end(path)
-            return item[1]
+            return item[1], item[2]
         with open(path, "rb") as handle:
             data = handle.read()
         if item is not None:
             self.used -= len(item[1])
-        self._items[path] = (key, data)
+        # Validators of this version, computed once (formatting a date is not free).
+        validators = Validators.from_stat(st)
+        self._items[path] = (key, data, validators)
         self.used += len(data)
         while self.used > self.budget and self._items:
-            _path, (_key, old) = self._items.popitem(last=False)
+            _path, (_key, old, _v) = self._items.popitem(last=False)
             self.used -= len(old)
-        return data
+        return data, validators
 
 
 class App:
     """The RSGI application (``__rsgi__``) serving one cache directory."""
 
-    def __init__(self, config: Config, proxy: Proxy | None = None, threads: int = 64) -> None:
+    def __init__(
+        self,
+        config: Config,
+        proxy: Proxy | None = None,
+        threads: int = 64,
+        access_log: AccessLog | None = None,
+    ) -> None:
         self.config = config
         self.proxy = proxy or Proxy(config)
         self.prefix = config.prefix
+        self.access_log = access_log
         self.small = SmallFiles()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="eggproxy-miss")
         # Routing and negotiation are pure: remember recent answers.
@@ -95,6 +111,8 @@ class App:
         log.debug("worker %d ready", os.getpid())
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
         # Downloads still running are aborted; their partial files removed.
         self.proxy.downloader.shutdown()
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -104,14 +122,11 @@ class App:
             return
         started = time.perf_counter()
         status, size, outcome = await self.handle(scope, proto)
-        if access_log.isEnabledFor(logging.INFO):
-            # Common Log Format, plus seconds taken and hit/miss/stale.
-            access_log.info(
-                '%s - - [%s] "%s %s HTTP/%s" %d %d %.4f %s',
+        if self.access_log is not None:
+            self.access_log.add(
                 scope.client.rsplit(":", 1)[0],
-                _clf_now(),
                 scope.method,
-                scope.path[:300],
+                scope.path,
                 scope.http_version,
                 status,
                 size,
@@ -203,28 +218,25 @@ class App:
     ) -> tuple[int, bool]:
         """Send the stream's bytes; return how many, and whether the stream completed.
 
-        Each chunk is sent once the next one has arrived, so the last one goes out
-        only when the stream has ended normally, i.e. after the download was
-        verified: a file that fails its hash check never reaches a client whole.
+        The stream holds back its last bytes until the download is verified
+        (:func:`eggproxy.download._follow`), so a file that fails its hash
+        check never reaches a client whole.
         """
         sent = 0
-        pending = b""
         try:
             while True:
                 chunk = await loop.run_in_executor(self.pool, _next_chunk, stream)
                 if isinstance(chunk, BaseException):
                     log.warning("aborting response for %s after %d bytes: %s", name, sent, chunk)
                     return sent, False
-                if pending:
-                    try:
-                        await transport.send_bytes(pending)
-                    except RSGIProtocolClosed:  # the download goes on for the others
-                        log.info("client left %s after %d bytes", name, sent)
-                        return sent, False
-                    sent += len(pending)
                 if chunk is None:
                     return sent, True
-                pending = chunk
+                try:
+                    await transport.send_bytes(chunk)
+                except RSGIProtocolClosed:  # the download goes on for the others
+                    log.info("client left %s after %d bytes", name, sent)
+                    return sent, False
+                sent += len(chunk)
         finally:
             await loop.run_in_executor(self.pool, _close, stream)
 
@@ -232,15 +244,28 @@ class App:
         self, scope: Any, proto: Any, path: Path, st: os.stat_result, headers: Headers
     ) -> tuple[int, int]:
         """Send a file from disk, honouring HEAD, conditional GET and Range."""
-        v = Validators.from_stat(st)
+        name = str(path)
+        data = b""
+        if st.st_size <= SMALL_FILE:
+            data, v = self.small.get(name, st)
+        else:
+            v = Validators.from_stat(st)
         get = scope.headers.get
-        decision = decide(
-            v,
-            if_none_match=get("if-none-match"),
-            if_modified_since=get("if-modified-since"),
-            range_header=get("range"),
-            if_range=get("if-range"),
+        if_none_match, if_modified_since, range_header = (
+            get("if-none-match"),
+            get("if-modified-since"),
+            get("range"),
         )
+        if if_none_match is None and if_modified_since is None and range_header is None:
+            decision = WHOLE  # the common case: nothing to decide
+        else:
+            decision = decide(
+                v,
+                if_none_match=if_none_match,
+                if_modified_since=if_modified_since,
+                range_header=range_header,
+                if_range=get("if-range"),
+            )
         headers += [
             ("etag", v.etag),
             ("last-modified", v.last_modified),
@@ -253,7 +278,7 @@ class App:
             headers.append(("content-range", f"bytes */{v.size}"))
             proto.response_empty(416, headers)
             return 416, 0
-        start, end = decision.start, decision.end
+        start, end = (decision.start, decision.end) if decision is not WHOLE else (0, v.size)
         if decision.status == 206:
             headers.append(("content-range", f"bytes {start}-{end - 1}/{v.size}"))
         # Granian sends a file response chunked unless told its length.
@@ -261,11 +286,10 @@ class App:
         if scope.method == "HEAD":
             proto.response_empty(decision.status, headers)
             return decision.status, 0
-        name = str(path)
-        if v.size <= SMALL_FILE:
-            data = self.small.get(name, st)
-            body = data if decision.status == 200 else data[start:end]
-            proto.response_bytes(decision.status, headers, body)
+        if data or v.size == 0:
+            proto.response_bytes(
+                decision.status, headers, data[start:end] if start or end < v.size else data
+            )
         elif decision.status == 206:
             proto.response_file_range(decision.status, headers, name, start, end)
         else:
@@ -273,21 +297,11 @@ class App:
         return decision.status, end - start
 
 
-@functools.lru_cache(maxsize=2)
-def _clf_time(second: int) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
-
-
-def _clf_now() -> str:
-    return _clf_time(int(time.time()))
-
-
 def _next_chunk(stream: Iterator[bytes]) -> bytes | BaseException | None:
     """The stream's next chunk, ``None`` at its end, or the error that ended it.
 
-    The error is returned, not raised into the response's coroutine: a download's
-    exception is shared by every follower (it lives on in the download's future),
-    and a traceback through the coroutine would keep its frame, and so the response
+    The error is returned, not raised into the response's coroutine: a
+    traceback through the coroutine would keep its frame, and so the response
     transport, alive; granian ends a response only once its transport is released.
     """
     try:

@@ -143,6 +143,8 @@ class UpstreamIndex:
                 text = response.content.decode(response.encoding or "utf-8")
             except (UnicodeDecodeError, LookupError):
                 raise MalformedPage("page is not valid text", url=url) from None
+            except requests.RequestException as exc:  # the body broke off
+                raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
             is_json = is_json_content_type(response.headers.get("Content-Type", ""))
             try:
                 page = parse(text, final_url, is_json)

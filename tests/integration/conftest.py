@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import apache
 import pytest
+import standalone
 from clients import ClientTools
 from fixtures import build_projects
 from upstream import Upstream
@@ -151,7 +152,7 @@ def start_apache(
     return _ApacheFrontEnd(server)
 
 
-FRONT_ENDS: dict[str, Starter] = {"apache": start_apache}
+FRONT_ENDS: dict[str, Starter] = {"apache": start_apache, "serve": standalone.serve_front_end}
 
 
 @pytest.fixture(params=sorted(FRONT_ENDS))

@@ -280,6 +280,9 @@ def _html(title: str, links: list[str]) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes: without this, Nagle's algorithm and
+    # delayed ACKs stall every response after the first on a kept-alive connection.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     timeout = 30  # idle keep-alive connections give up eventually
     server: _Server

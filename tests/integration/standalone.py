@@ -1,0 +1,367 @@
+"""Run ``eggproxy serve`` (the standalone server on granian) as a subprocess, for tests.
+
+:func:`start_serve` is the front-end starter: it takes the upstream index URL and a cache
+directory, starts the server on a free ``127.0.0.1`` port and returns once it answers. The
+server's output goes to a log file next to the cache directory (``<cache>.serve.log``).
+:func:`serve_front_end` adapts it to the conftest's starter signature.
+
+The clients at the end (:func:`fetch`, :func:`fetch_concurrently`, :func:`raw_request`)
+never raise for a response cut short: they report how it ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import requests
+
+READY_TIMEOUT: Final = 20.0  # seconds for the server to answer after start
+STOP_TIMEOUT: Final = 30.0  # seconds after SIGTERM before SIGKILL
+CLIENT_TIMEOUT: Final = 60.0  # seconds for one client request (catches a hang, times nothing)
+PROBE_PATH: Final = "/not-the-index"  # answered 404 without contacting the upstream
+_PROXY_VARS: Final = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without pip, proxy and eggproxy settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PIP_", "EGGPROXY_")) and key.lower() not in _PROXY_VARS
+    }
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (from ``/proc``; empty if it is gone)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in task.read_text().split()]
+    return sorted(set(found))
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (e.g. ``VmHWM``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == field:
+            return int(value.split()[0]) * 1024
+    raise KeyError(field)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class StandaloneServer:
+    """One ``eggproxy serve`` process (granian main process plus its workers)."""
+
+    def __init__(
+        self,
+        upstream_url: str,
+        cache_dir: Path,
+        *,
+        workers: int | None = None,
+        index_ttl: int | None = None,
+        timeout: float | None = None,
+        config: dict[str, str] | None = None,
+        access_log: bool = True,
+        extra_config: str = "",
+    ) -> None:
+        self.upstream_url = upstream_url
+        self.extra_config = extra_config  # more sections, e.g. [source:NAME]
+        self.cache_dir = Path(cache_dir)
+        self.workers = workers
+        self.settings: dict[str, str] = dict(config or {})
+        if index_ttl is not None:
+            self.settings["index_ttl"] = str(index_ttl)
+        if timeout is not None:
+            self.settings["timeout"] = str(timeout)
+        self.access_log = access_log
+        self.log_path = self.cache_dir.with_name(self.cache_dir.name + ".serve.log")
+        self.config_path = self.cache_dir.with_name(self.cache_dir.name + ".serve.conf")
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "eggproxy", "serve", "-c", str(self.config_path)]
+        cmd += ["--bind", f"127.0.0.1:{self.port}", "--cache-dir", str(self.cache_dir)]
+        cmd += ["--index", self.upstream_url]
+        if self.workers is not None:
+            cmd += ["--workers", str(self.workers)]
+        if not self.access_log:
+            cmd.append("--no-access-log")
+        return cmd
+
+    def start(self, ready_timeout: float = READY_TIMEOUT, attempts: int = 3) -> StandaloneServer:
+        """Start on a free port; wait (bounded) until it answers; retry if the port was taken."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        lines = ["[eggproxy]", *(f"{k} = {v}" for k, v in self.settings.items())]
+        self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config)
+        for attempt in range(attempts):
+            self.port = free_port()
+            with self.log_path.open("ab") as log:
+                log.write(f"--- start: {' '.join(self.command())}\n".encode())
+                log.flush()
+                self.proc = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=clean_env(),
+                    cwd=self.cache_dir.parent,
+                )
+            if self._wait_ready(ready_timeout):
+                return self
+            exited = self.proc.poll() is not None
+            self.stop(signal.SIGKILL, timeout=5)
+            if not exited or attempt == attempts - 1:
+                break
+        raise RuntimeError(f"eggproxy serve did not become ready:\n{self.log_text()[-4000:]}")
+
+    def _wait_ready(self, limit: float) -> bool:
+        deadline = time.monotonic() + limit
+        for _ in range(int(limit / 0.05) + 1):
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                try:
+                    conn.request("GET", PROBE_PATH)
+                    if conn.getresponse().status == 404:
+                        return True
+                finally:
+                    conn.close()
+            time.sleep(0.05)
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send ``sig`` to the main process, wait up to ``timeout``, then SIGKILL everything.
+
+        Returns the main process's exit code (negative: killed by that signal).
+        """
+        proc = self.proc
+        if proc is None:
+            return self.returncode
+        workers = self.worker_pids()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(10)
+        # Workers left behind by a killed main process are ours to end too.
+        for pid in workers:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.returncode = proc.returncode
+        self.proc = None
+        return self.returncode
+
+    def __enter__(self) -> StandaloneServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- introspection -----------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not running"
+        return self.proc.pid
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}/simple/"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def worker_pids(self) -> list[int]:
+        """Granian worker processes: children of the main process running eggproxy."""
+        if self.proc is None:
+            return []
+        found = []
+        for pid in children(self.proc.pid):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"resource_tracker" not in cmdline:
+                    found.append(pid)
+        return found
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def start_serve(upstream_url: str, cache_dir: Path, **options: Any) -> StandaloneServer:
+    """Start ``eggproxy serve`` for ``upstream_url`` on ``cache_dir``; return it once ready.
+
+    Options: ``workers``, ``index_ttl``, ``timeout``, ``config`` (more ``[eggproxy]`` keys),
+    ``extra_config`` (more sections), ``access_log``, ``ready_timeout``.
+    """
+    ready_timeout = float(options.pop("ready_timeout", READY_TIMEOUT))
+    return StandaloneServer(upstream_url, cache_dir, **options).start(ready_timeout)
+
+
+def serve_front_end(request: Any, upstream_url: str, options: Any) -> StandaloneServer:
+    """The conftest starter ``(request, upstream_url, ProxyOptions)``: a fresh cache per test."""
+    tmp: Path = request.getfixturevalue("tmp_path_factory").mktemp("serve")
+    return start_serve(
+        upstream_url,
+        tmp / "cache",
+        index_ttl=options.index_ttl,
+        timeout=options.timeout,
+        extra_config=options.extra_config,
+    )
+
+
+# --- clients -----------------------------------------------------------------------
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_url(server: StandaloneServer, project: str, filename: str) -> str:
+    return f"{server.url}{project}/{filename}"
+
+
+@dataclass
+class Fetch:
+    """What one client got for a file: status, declared length, bytes read, how it ended."""
+
+    status: int = 0
+    length: int | None = None
+    received: int = 0
+    digest: str = ""
+    error: str | None = None
+    first_chunk: threading.Event | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == 200 and self.error is None and self.received == self.length
+
+
+def fetch(url: str, result: Fetch | None = None, pause: float = 0.0) -> Fetch:
+    """Download ``url`` in 1 MiB chunks, hashing as it goes; never raise for a cut body.
+
+    ``pause``: seconds to sleep after each chunk, to play a client slower than the upstream.
+    """
+    result = result or Fetch()
+    digest = hashlib.sha256()
+    try:
+        with requests.get(url, stream=True, timeout=CLIENT_TIMEOUT) as response:
+            result.status = response.status_code
+            if "content-length" in response.headers:
+                result.length = int(response.headers["content-length"])
+            for chunk in response.iter_content(1 << 20):
+                digest.update(chunk)
+                result.received += len(chunk)
+                if result.first_chunk is not None:
+                    result.first_chunk.set()
+                if pause:
+                    time.sleep(pause)
+    except (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+        requests.ConnectionError,
+    ) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.digest = digest.hexdigest()
+        if result.first_chunk is not None:
+            result.first_chunk.set()
+    return result
+
+
+def fetch_concurrently(url: str, clients: int) -> list[Fetch]:
+    """``clients`` threads that start together and each download ``url``."""
+    barrier = threading.Barrier(clients)
+    results = [Fetch() for _ in range(clients)]
+
+    def run(result: Fetch) -> None:
+        barrier.wait(CLIENT_TIMEOUT)
+        fetch(url, result)
+
+    threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CLIENT_TIMEOUT * 2)
+    assert not any(t.is_alive() for t in threads), "a client hung"
+    return results
+
+
+def leftovers(cache_dir: Path, project: str, filename: str) -> list[str]:
+    """Names in the project's cache directory about ``filename`` (lock files aside)."""
+    directory = cache_dir / project
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.name for p in directory.iterdir() if filename in p.name and not p.name.endswith(".lock")
+    )
+
+
+def wait_until(predicate: Callable[[], bool], limit: float = 15.0) -> bool:
+    """Poll ``predicate`` (bounded in count and time); return its last answer."""
+    deadline = time.monotonic() + limit
+    for _ in range(int(limit / 0.05) + 1):
+        if predicate() or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return predicate()
+
+
+def raw_request(server: StandaloneServer, method: str, path: str) -> tuple[int, bytes]:
+    """Send ``path`` byte for byte (no client-side normalisation of ``..``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
