@@ -10,7 +10,6 @@ a static server never sees a file that was not verified.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import logging
 import os
@@ -255,8 +254,12 @@ def _raise_failure(future: Future[Path]) -> None:
         exc = future.exception()
         if exc is not None:
             # Each follower raises its own copy: one exception object re-raised
-            # in many threads would pile their tracebacks onto it.
-            raise copy.copy(exc).with_traceback(None) from None
+            # in many threads would pile their tracebacks onto it.  (Built without
+            # calling __init__, whose signature differs between error classes.)
+            clone = type(exc).__new__(type(exc))
+            clone.__dict__.update(exc.__dict__)
+            clone.args = exc.args
+            raise clone from None
 
 
 def _same_file(handle: BinaryIO, target: Path) -> bool:

@@ -13,16 +13,13 @@ import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from eggproxy import __version__
 from eggproxy.accesslog import AccessLog
 from eggproxy.config import Config, config_from_mapping, load_config
 from eggproxy.proxy import Proxy
 from eggproxy.server import App
-
-if TYPE_CHECKING:
-    from eggproxy.asgi import AsgiApp
 
 log = logging.getLogger("eggproxy")
 
@@ -65,15 +62,6 @@ def app_from_environment() -> App:
     return App(config_from_env(os.environ[ENV]), access_log=access)
 
 
-def asgi_app_from_environment() -> AsgiApp:
-    """Granian's factory with ``EGGPROXY_INTERFACE=asgi``: one :class:`AsgiApp` per worker."""
-    from eggproxy.asgi import AsgiApp
-
-    configure_logging()
-    access = AccessLog() if os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1" else None
-    return AsgiApp(config_from_env(os.environ[ENV]), access_log=access)
-
-
 def serve(
     config: Config, *, overrides: dict[str, str] | None = None, access_log: bool = True
 ) -> int:
@@ -96,12 +84,12 @@ def serve(
         config.cache_dir,
         config.index,
     )
-    asgi = os.environ.get("EGGPROXY_INTERFACE", "rsgi") == "asgi"
     server = Server(
-        "eggproxy.serve:asgi_app_from_environment" if asgi else "eggproxy.serve:app_from_environment",
+        "eggproxy.serve:app_from_environment",
         address=host.strip("[]"),
         port=int(port),
-        interface=Interfaces.ASGI if asgi else Interfaces.RSGI,
+        # ASGI, for backpressure on streamed misses (see eggproxy.server).
+        interface=Interfaces.ASGI,
         workers=config.workers,
         factory=True,
         websockets=False,

@@ -295,21 +295,7 @@ def test_upstream_slower_than_timeout(serve_factory: Factory, serve_upstream: Up
 # --- resources and lifecycle ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "slow_client",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                reason="granian's RSGI response_stream queues without backpressure (unbounded "
-                "channel; granian#885 bounded only ASGI/WSGI): a miss buffers what the client lags",
-                strict=False,
-            ),
-        ),
-    ],
-    ids=["client-keeps-up", "slow-client"],
-)
+@pytest.mark.parametrize("slow_client", [False, True], ids=["client-keeps-up", "slow-client"])
 def test_streaming_a_big_file_keeps_memory_flat(
     serve_factory: Factory, serve_upstream: Upstream, slow_client: bool
 ) -> None:
