@@ -212,6 +212,9 @@ class Cache:
             with contextlib.suppress(FileNotFoundError):
                 os.utime(self.page_path(project, fmt), (fetched, fetched))
 
+    def has_upstream(self, project: NormalizedName) -> bool:
+        return (self.root / project / UPSTREAM).exists()
+
     def read_upstream(self, project: NormalizedName) -> bytes | None:
         try:
             return (self.root / project / UPSTREAM).read_bytes()
@@ -242,6 +245,7 @@ class Cache:
         """Take the lock of ``target`` if it is free; yield whether we hold it."""
         lock_path = target if target.name.endswith(".lock") else self.lock_path(target)
         try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         except FileNotFoundError:
             yield False

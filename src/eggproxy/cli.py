@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from eggproxy import __version__
-from eggproxy.config import Config, load_config
+from eggproxy.config import Config, load_config, redact
 from eggproxy.errors import ConfigError
 from eggproxy.proxy import Proxy
 from eggproxy.update import update
@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
         if args.command == "config":
             for key, value in sorted(vars(config).items()):
+                if key == "index":
+                    value = redact(value)
                 print(f"{key} = {value}")
             return 0
         proxy = Proxy(config)

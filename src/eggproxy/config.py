@@ -71,7 +71,10 @@ class Config:
     @property
     def effective_sources(self) -> tuple[SourceConfig, ...]:
         """The configured sources, or the one ``index`` when there are none."""
-        return self.sources or (SourceConfig(name="upstream", url=self.index),)
+        if self.sources:
+            return self.sources
+        url, username, password = split_credentials(self.index)
+        return (SourceConfig("upstream", url=url, username=username, password=password),)
 
     def with_overrides(self, **values: Any) -> Config:
         """Return a copy with command-line values applied (``None`` means unset)."""
@@ -194,14 +197,8 @@ def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
     username, password = values.get("username") or None, values.get("password") or None
     if url:
         parts = urlsplit(_parse_url(f"{key}.url", url))
-        if parts.username or parts.password:
-            # Credentials in the URL move to the session: URLs get logged.
-            username = username or unquote(parts.username or "")
-            password = password or unquote(parts.password or "")
-            netloc = parts.hostname or ""
-            netloc += f":{parts.port}" if parts.port else ""
-            parts = parts._replace(netloc=netloc)
-        url = urlunsplit(parts)
+        url, url_user, url_password = split_credentials(urlunsplit(parts))
+        username, password = username or url_user, password or url_password
     mode = values.get("mode", "first").strip()
     if mode not in SOURCE_MODES:
         raise ConfigError(f"mode must be one of {', '.join(SOURCE_MODES)}", key=f"{key}.mode")
@@ -242,11 +239,27 @@ def _parse_path(key: str, value: str) -> Path:
     return Path(os.path.expanduser(value.strip())).absolute()
 
 
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without userinfo, username, password)``: URLs get logged, credentials must not."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None, None
+    user, _, password = userinfo.partition(":")
+    bare = urlunsplit(parts._replace(netloc=hostport))
+    return bare, unquote(user) or None, unquote(password) or None
+
+
+def redact(url: str) -> str:
+    """``url`` without its credentials, for messages."""
+    return split_credentials(url)[0]
+
+
 def _parse_url(key: str, value: str) -> str:
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"not an http(s) URL: {value!r}", key=key)
+        raise ConfigError(f"not an http(s) URL: {redact(value)!r}", key=key)
     return value if value.endswith("/") else value + "/"
 
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from mod_python import apache
 
 from eggproxy.config import load_config
-from eggproxy.errors import EggproxyError, http_status
+from eggproxy.errors import ConfigError, EggproxyError, http_status
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
 from eggproxy.proxy import Proxy
 from eggproxy.routes import choose_format, route
@@ -106,6 +106,10 @@ def fixup(req: Any) -> int:
         if page.warning:
             req.headers_out["Warning"] = stale_warning(page.warning)
         return _serve(req, str(page.path), content_type)
+    except ConfigError as exc:
+        # For the administrator's eyes (the error log), not for every client.
+        log.error("configuration error: %s", exc)
+        return _error(req, 500, "eggproxy is misconfigured; see the error log")
     except EggproxyError as exc:
         return _error(req, http_status(exc), str(exc))
     except Exception:

@@ -185,7 +185,8 @@ def _json_file(item: Any, base_url: str) -> DistFile:
         url=urldefrag(urljoin(base_url, url))[0],
         hashes={str(k).lower(): str(v) for k, v in hashes.items()},
         requires_python=item.get("requires-python") or None,
-        yanked=yanked or False,
+        # PEP 592: any string (even empty) means yanked, like HTML's bare attribute.
+        yanked=(yanked or True) if isinstance(yanked, str) else yanked,
         core_metadata=_json_metadata(metadata, f"{filename}: core-metadata"),
         gpg_sig=gpg if isinstance(gpg, bool) else None,
         size=size,

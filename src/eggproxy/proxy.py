@@ -23,7 +23,13 @@ from eggproxy.aggregate import Aggregator, Entry
 from eggproxy.cache import Cache, Freshness, PageState
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
-from eggproxy.errors import FileNotListed, MalformedPage, ProjectNotFound, UpstreamError
+from eggproxy.errors import (
+    FileNotListed,
+    MalformedPage,
+    ProjectNotFound,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from eggproxy.localdir import LocalSource
 from eggproxy.model import DistFile, IndexPage, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
@@ -110,24 +116,36 @@ class Proxy:
         fresh = self.fresh_page(project, fmt)
         if fresh is not None:
             return fresh
-        ttl = self.config.index_ttl
+        lock = self._page_lock(project)
+        if self.cache.page_mtime(project) is None:
+            with self.cache.lock(lock):  # one fetch, however many ask at once
+                return self._page_locked(project, fmt)
+        with self.cache.try_lock(lock) as held:
+            if held:
+                return self._page_locked(project, fmt)
+        # Another request is revalidating this page right now: rather than queue
+        # behind it (for up to the timeout when the link is bad), serve it stale.
         path = self.cache.page_path(project, fmt)
-        with self.cache.lock(self._page_lock(project)):
-            # Another thread or process may have refreshed it while we waited.
-            fresh = self.fresh_page(project, fmt)
-            if fresh is not None:
-                return fresh
-            mtime = self.cache.page_mtime(project)
-            try:
-                changed = self._refresh_locked(project)
-            except (ProjectNotFound, FileNotListed):
+        return PageResult(path, "stale", 0, warning="being revalidated")
+
+    def _page_locked(self, project: NormalizedName | None, fmt: str) -> PageResult:
+        # Another thread or process may have refreshed it while we waited.
+        fresh = self.fresh_page(project, fmt)
+        if fresh is not None:
+            return fresh
+        path = self.cache.page_path(project, fmt)
+        mtime = self.cache.page_mtime(project)
+        try:
+            changed = self._refresh_locked(project)
+        except (ProjectNotFound, FileNotListed):
+            raise
+        except UpstreamError as exc:
+            if mtime is None:
                 raise
-            except UpstreamError as exc:
-                if mtime is None:
-                    raise
-                log.warning("serving stale page of %s: %s", project or "root", exc)
-                return PageResult(path, "stale", 0, warning=str(exc))
-        return PageResult(path, "miss" if mtime is None or changed else "revalidated", ttl)
+            log.warning("serving stale page of %s: %s", project or "root", exc)
+            return PageResult(path, "stale", 0, warning=str(exc))
+        outcome: Outcome = "miss" if mtime is None or changed else "revalidated"
+        return PageResult(path, outcome, self.config.index_ttl)
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""
@@ -144,7 +162,10 @@ class Proxy:
 
     def _refresh_locked(self, project: NormalizedName | None) -> bool:
         old = self.cache.read_state(project)
-        have_page = self.cache.page_mtime(project) is not None
+        have_page = self.cache.page_mtime(project) is not None and (
+            project is None or self.cache.has_upstream(project)
+        )
+        # Without a complete cached page, a 304 would leave us nothing to serve.
         etag = old.etag if old is not None and have_page else None
         started = self.clock()
         fetched = (
@@ -224,8 +245,15 @@ class Proxy:
         page = self._upstream_page(project)
         dist = page.file(filename) if page is not None else None
         if dist is None and (page is None or self.freshness(project) is not Freshness.FRESH):
-            # Not cached yet, or a stale page may predate the file: ask upstream.
-            self.page(project, "json")
+            # Not cached (or its upstream copy lost), or a stale page may predate
+            # the file: ask upstream.
+            if page is None and self.cache.page_mtime(project) is not None:
+                self.refresh(project)
+            else:
+                result = self.page(project, "json")
+                if result.outcome == "stale" and result.warning:
+                    # We cannot tell whether the file exists: say why, not 404.
+                    raise UpstreamUnavailable(result.warning)
             page = self._upstream_page(project)
             dist = page.file(filename) if page is not None else None
         if dist is None:
@@ -237,7 +265,7 @@ class Proxy:
         if data is None:
             return None
         try:
-            return project_from_json(data.decode(), self.config.index, project)
+            return project_from_json(data.decode(), "file:///", project)  # URLs are absolute
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None

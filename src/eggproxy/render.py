@@ -104,7 +104,8 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
         if dist.source and not relative:  # kept in the stored copy, to fetch it again
             item["_source"] = dist.source
         files.append(item)
-    data: dict[str, Any] = {"meta": meta, "name": page.name, "files": files}
+    # PEP 691: "name" is the normalized name of the project.
+    data: dict[str, Any] = {"meta": meta, "name": canonicalize_name(page.name), "files": files}
     data["versions"] = page_versions(page)
     if page.alternate_locations:
         data["alternate-locations"] = list(page.alternate_locations)
@@ -174,7 +175,8 @@ def index_html(index: IndexPage) -> bytes:
         "<body>",
     ]
     lines += [
-        f'<a href="{canonicalize_name(name)}/">{escape(name)}</a><br>' for name in index.projects
+        f'<a href="{escape(canonicalize_name(name))}/">{escape(name)}</a><br>'
+        for name in index.projects
     ]
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines).encode()

@@ -76,13 +76,13 @@ def serve(
     os.environ[ENV] = config_to_env(config, overrides or {})
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
     log.info(
-        "eggproxy %s serving http://%s%s on %d worker(s); cache %s; upstream %s",
+        "eggproxy %s serving http://%s%s on %d worker(s); cache %s; sources %s",
         __version__,
         config.bind,
         config.prefix,
         config.workers,
         config.cache_dir,
-        config.index,
+        ", ".join(source.url or str(source.path) for source in config.effective_sources),
     )
     server = Server(
         "eggproxy.serve:app_from_environment",

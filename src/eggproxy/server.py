@@ -84,7 +84,11 @@ class SmallFiles:
             self._items.move_to_end(path)
             return item[1], item[2]
         with open(path, "rb") as handle:
+            # The file may have been replaced since ``st`` (a page revalidated):
+            # describe the version actually read, so headers match the bytes.
+            st = os.fstat(handle.fileno())
             data = handle.read()
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if item is not None:
             self.used -= len(item[1])
         # Validators of this version, computed once (formatting a date is not free).

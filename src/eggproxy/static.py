@@ -67,11 +67,12 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfi
     if unit.strip().lower() != "bytes" or "," in spec or len(header) > _MAX_RANGE_HEADER:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
-        return None
+    digits = "0123456789"
+    if not dash or (first.strip(digits) or last.strip(digits)) or not (first or last):
+        return None  # not a byte range we understand (RFC 9110: ignore it)
     if not first:  # suffix range: the last N bytes
         length = int(last)
-        if length == 0:
+        if length == 0 or size == 0:
             return "unsatisfiable"
         return max(0, size - length), size
     start = int(first)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -97,6 +98,7 @@ class UpstreamIndex:
         self.name = name
         # Sent as a header, never part of a URL, so it never reaches a log line.
         self.auth = auth
+        self._origin = _origin(self.url)
 
     def project_url(self, project: NormalizedName) -> str:
         return f"{self.url}{project}/"
@@ -163,7 +165,9 @@ class UpstreamIndex:
                 timeout=self.timeout,
                 stream=stream,
                 allow_redirects=True,
-                auth=self.auth,
+                # Credentials go to the source's own origin only, never to a
+                # file host its pages link to (as pip's MultiDomainBasicAuth).
+                auth=self.auth if _origin(url) == self._origin else None,
             )
         except requests.Timeout:
             raise UpstreamUnavailable(
@@ -181,6 +185,12 @@ class UpstreamIndex:
             _raise_for_status(response, url)
             raise UpstreamError(f"upstream answered {response.status_code}", url=url)
         return response
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
 def _raise_for_status(response: requests.Response, url: str) -> None:

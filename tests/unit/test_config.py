@@ -123,3 +123,17 @@ def test_bad_sources(tmp_path: Path, section: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     assert key in str(info.value)
+
+
+def test_credentials_in_the_index_url_are_kept_out_of_urls(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[eggproxy]\nindex = https://tok:s3cret@mirror.example.test/simple/\n")
+    (only,) = load_config(path, environ={}).effective_sources
+    assert only.url == "https://mirror.example.test/simple/"
+    assert (only.username, only.password) == ("tok", "s3cret")
+
+
+def test_bad_url_message_hides_credentials(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[eggproxy]\nindex = ftp://u:s3cret@host/\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert "s3cret" not in str(info.value)

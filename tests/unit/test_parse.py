@@ -76,3 +76,11 @@ def test_root_pages() -> None:
     index = index_from_json(data)
     assert index.projects == ("A",)
     assert index.last_serial == 7
+
+
+def test_an_empty_yanked_reason_still_means_yanked() -> None:
+    text = (
+        '{"meta": {"api-version": "1.0"}, "files": '
+        '[{"filename": "a-1.0.tar.gz", "url": "a-1.0.tar.gz", "hashes": {}, "yanked": ""}]}'
+    )
+    assert project_from_json(text, BASE).files[0].yanked is True

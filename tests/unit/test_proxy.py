@@ -187,3 +187,25 @@ def test_streaming_a_bad_download_raises(proxy: Proxy, adapter: FakeAdapter) -> 
         result = proxy.open_file(P, "demo_pkg-1.0.tar.gz")
         b"".join(result.stream or [])
     assert not proxy.cache.file_path(P, "demo_pkg-1.0.tar.gz").exists()
+
+
+def test_concurrent_revalidation_serves_stale_instead_of_queueing(
+    proxy: Proxy, adapter: FakeAdapter, clock: Clock
+) -> None:
+    proxy.page(P, "json")
+    clock.now += 61
+    with proxy.cache.lock(proxy._page_lock(P)):  # another request is revalidating
+        result = proxy.page(P, "json")
+    assert result.outcome == "stale" and result.warning
+    assert adapter.calls[PAGE] == 1
+
+
+def test_lost_upstream_copy_is_fetched_again(proxy: Proxy, adapter: FakeAdapter) -> None:
+    proxy.page(P, "json")
+    (proxy.cache.root / "demo-pkg" / ".upstream.json").unlink()
+    # Conditional requests would get a 304: the refetch must be unconditional.
+    adapter.answers[PAGE] = lambda request: (
+        (304, {}, b"") if request.headers.get("If-None-Match") else (200, JSON, _page())
+    )
+    assert proxy.file(P, "demo_pkg-1.0.tar.gz").read_bytes() == DATA
+    assert adapter.calls[PAGE] == 2

@@ -109,3 +109,18 @@ def test_credentials_never_leak(
     for path in proxy.cache.root.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_credentials_only_go_to_the_source_host(setup: tuple[Proxy, FakeAdapter, Path]) -> None:
+    proxy, adapter, _eggs = setup
+    elsewhere = "https://files.elsewhere.test/shared-1.0.tar.gz"
+    adapter.answers[PRIVATE + "shared/"] = (
+        200,
+        JSON,
+        _page(elsewhere, b"data", "shared-1.0.tar.gz"),
+    )
+    adapter.answers[elsewhere] = (200, {}, b"data")
+    proxy.page(P, "json")
+    proxy.file(P, "shared-1.0.tar.gz")
+    (file_request,) = [r for r in adapter.requests if r.url == elsewhere]
+    assert "Authorization" not in file_request.headers

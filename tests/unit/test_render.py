@@ -83,3 +83,13 @@ def test_root_page_links_to_normalised_names() -> None:
         {"name": "Zope.Interface"},
         {"name": "demo-pkg"},
     ]
+
+
+def test_root_page_escapes_hostile_names() -> None:
+    html = index_html(IndexPage(('x"><script>alert(1)</script>',))).decode()
+    assert "<script>" not in html
+
+
+def test_json_name_is_normalised() -> None:
+    page = ProjectPage("Foo.Bar", (DistFile("foo_bar-1.0.tar.gz", "https://x/foo_bar-1.0.tar.gz"),))
+    assert project_json(page)["name"] == "foo-bar"

@@ -27,6 +27,11 @@ V = Validators(size=100, mtime=1_700_000_000.0, etag='"abc-64"', last_modified="
         ({"range_header": "items=0-1"}, Decision(200, 0, 100)),
         ({"range_header": "bytes=0-9", "if_range": '"old"'}, Decision(200, 0, 100)),
         ({"range_header": "bytes=0-9", "if_range": '"abc-64"'}, Decision(206, 0, 10)),
+        # Hostile or malformed ranges are ignored (RFC 9110), never an error.
+        ({"range_header": "bytes=abc-5"}, Decision(200, 0, 100)),
+        ({"range_header": "bytes=5-abc"}, Decision(200, 0, 100)),
+        ({"range_header": "bytes=\u00b2-5"}, Decision(200, 0, 100)),
+        ({"range_header": "bytes=-"}, Decision(200, 0, 100)),
     ],
 )
 def test_decide(kwargs: dict[str, str], expected: Decision) -> None:
@@ -41,3 +46,8 @@ def test_validators_from_stat(tmp_path: Path) -> None:
     assert v.size == 5
     assert v.etag.startswith('"') and v.etag.endswith('-5"')
     assert v.last_modified == "Tue, 14 Nov 2023 22:13:20 GMT"
+
+
+def test_suffix_range_of_an_empty_file_is_unsatisfiable() -> None:
+    empty = Validators(size=0, mtime=0.0, etag='"0-0"', last_modified="x")
+    assert decide(empty, range_header="bytes=-5") == Decision(416)
