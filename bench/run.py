@@ -45,13 +45,13 @@ REPO: Final = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from fixtures import build_wheel  # noqa: E402
+from standalone import stop_process  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 JSON_ACCEPT: Final = "application/vnd.pypi.simple.v1+json"
 HTML_ACCEPT: Final = "text/html"
 PREFIX: Final = "/simple/"
 READY_TIMEOUT: Final = 20.0  # seconds for a server to answer after start
-STOP_TIMEOUT: Final = 25.0  # seconds after SIGTERM before SIGKILL
 INSTALL_TIMEOUT: Final = 300.0  # seconds for one pip/uv install
 PROXY_VARS: Final = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 
@@ -146,31 +146,6 @@ def proc_kb(pid: int, key: str) -> int:
             if name == key:
                 return int(value.split()[0]) * 1024
     return 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def stop_process(proc: subprocess.Popen[bytes], extra: Sequence[int], sig: int) -> None:
-    """Signal ``proc``, wait (bounded), then SIGKILL it and the listed PIDs still alive."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(10)
-    for pid in extra:
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def mib(n: float) -> str:

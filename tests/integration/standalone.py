@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -71,12 +71,37 @@ def proc_status(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], extra: Sequence[int], sig: int, timeout: float = STOP_TIMEOUT
+) -> int:
+    """Signal ``proc``, wait (bounded), then SIGKILL it and the listed PIDs still alive.
+
+    Returns its exit code (negative: killed by that signal).
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(10)
+    # Workers left behind by a killed main process are ours to end too.
+    for pid in extra:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return proc.returncode
 
 
 class StandaloneServer:
@@ -173,21 +198,7 @@ class StandaloneServer:
         proc = self.proc
         if proc is None:
             return self.returncode
-        workers = self.worker_pids()
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(10)
-        # Workers left behind by a killed main process are ours to end too.
-        for pid in workers:
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        stop_process(proc, self.worker_pids(), sig, timeout)
         self.returncode = proc.returncode
         self.proc = None
         return self.returncode
