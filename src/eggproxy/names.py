@@ -30,6 +30,7 @@ __all__ = [
     "DistKind",
     "NormalizedName",
     "dist_kind",
+    "dist_version",
     "is_normalized",
     "normalize_project",
     "validate_filename",
@@ -102,6 +103,22 @@ def dist_kind(filename: str) -> DistKind | None:
         return "egg" if _EGG.fullmatch(filename) else "legacy"
     if filename.endswith(_LEGACY_SUFFIXES):
         return "legacy"
+    return None
+
+
+def dist_version(filename: str) -> str | None:
+    """The version a distribution file carries in its name, if it can be read."""
+    kind = dist_kind(filename)
+    try:
+        if kind == "wheel":
+            return str(parse_wheel_filename(filename)[1])
+        if kind == "sdist":
+            return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    if kind == "egg":
+        match = _EGG.fullmatch(filename)
+        return match.group("version") if match else None
     return None
 
 

@@ -14,15 +14,10 @@ from html import escape
 from typing import Any, Final
 from urllib.parse import quote
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import canonicalize_name
 
 from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.names import dist_version
 
 # Hash preference for the URL fragment of PEP 503 (one fragment per link).
 _FRAGMENT_HASHES: Final = ("sha256", "sha512", "sha384", "sha224", "sha1", "md5")
@@ -53,17 +48,8 @@ def page_versions(page: ProjectPage) -> list[str]:
     """PEP 700 ``versions``: the upstream's list, else read from the file names."""
     if page.versions is not None:
         return list(page.versions)
-    seen: dict[str, None] = {}
-    for dist in page.files:
-        try:
-            if dist.filename.endswith(".whl"):
-                version = parse_wheel_filename(dist.filename)[1]
-            else:
-                version = parse_sdist_filename(dist.filename)[1]
-        except (InvalidWheelFilename, InvalidSdistFilename):
-            continue
-        seen.setdefault(str(version))
-    return list(seen)
+    versions = (dist_version(dist.filename) for dist in page.files)
+    return list(dict.fromkeys(v for v in versions if v is not None))
 
 
 def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:

@@ -53,6 +53,7 @@ READ_CHUNK: Final = 256 * 1024  # bytes read per step when Python streams a file
 _END: Final[Message] = {"type": "http.response.body", "body": b""}
 
 
+STREAM_THREADS: Final = 256  # streams followed at once per worker
 SMALL_FILE: Final = 512 * 1024  # bytes; larger files are sent by granian from disk
 MEMORY_BUDGET: Final = 64 * 1024 * 1024  # bytes of small files kept in memory
 
@@ -149,6 +150,9 @@ class App:
         self.access_log = access_log
         self.small = SmallFiles()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="eggproxy-miss")
+        # Following a download waits on the upstream for as long as it takes: a
+        # pool of its own, so that slow streams never starve page fetches.
+        self.stream_pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="eggproxy-stream")
         # Routing and negotiation are pure: remember recent answers.
         self.route = functools.lru_cache(maxsize=4096)(self._route)
         self.negotiate = functools.lru_cache(maxsize=256)(choose_format)
@@ -183,6 +187,7 @@ class App:
         # Downloads still running are aborted; their partial files removed.
         self.proxy.downloader.shutdown()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.stream_pool.shutdown(wait=False, cancel_futures=True)
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -290,7 +295,7 @@ class App:
         sent = 0
         try:
             while True:
-                chunk = await loop.run_in_executor(self.pool, _next_chunk, stream)
+                chunk = await loop.run_in_executor(self.stream_pool, _next_chunk, stream)
                 if chunk is None:
                     await request.send(_END)
                     return sent, True
@@ -306,7 +311,7 @@ class App:
                 sent += len(chunk)
         finally:
             left.cancel()
-            await loop.run_in_executor(self.pool, _close, stream)
+            await loop.run_in_executor(self.stream_pool, _close, stream)
 
     async def send(
         self, request: Request, path: Path, st: os.stat_result, headers: Headers

@@ -1,7 +1,7 @@
 import pytest
 
 from eggproxy.errors import InvalidName
-from eggproxy.names import dist_kind, normalize_project, validate_filename
+from eggproxy.names import dist_kind, dist_version, normalize_project, validate_filename
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,16 @@ def test_unsafe_filenames(filename: str) -> None:
 
 def test_metadata_filename() -> None:
     assert validate_filename("demo_pkg-1.0-py3-none-any.whl.metadata")
+
+
+@pytest.mark.parametrize(
+    ("filename", "version"),
+    [
+        ("demo_pkg-1.0-py3-none-any.whl", "1.0"),
+        ("demo_pkg-2.0.tar.gz", "2.0"),
+        ("egg_only-1.0-py3.11.egg", "1.0"),
+        ("old-1.0.win32.exe", None),
+    ],
+)
+def test_dist_version(filename: str, version: str | None) -> None:
+    assert dist_version(filename) == version
