@@ -64,7 +64,7 @@ class FileResult:
 
 
 class Proxy:
-    """An on-demand caching proxy of one upstream index."""
+    """An on-demand caching proxy of its configured sources (one upstream by default)."""
 
     def __init__(
         self,
