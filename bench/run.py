@@ -45,7 +45,7 @@ REPO: Final = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from fixtures import build_wheel  # noqa: E402
-from standalone import stop_process  # noqa: E402
+from standalone import children, granian_workers, stop_process  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 JSON_ACCEPT: Final = "application/vnd.pypi.simple.v1+json"
@@ -129,15 +129,6 @@ def wait_ready(port: int, alive: Callable[[], bool], limit: float = READY_TIMEOU
     return False
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid``, from ``/proc/<pid>/task/*/children``."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            found.update(int(p) for p in task.read_text().split())
-    return sorted(found)
-
-
 def proc_kb(pid: int, key: str) -> int:
     """A ``kB`` field of ``/proc/<pid>/status`` in bytes (0 if the process is gone)."""
     with contextlib.suppress(OSError):
@@ -210,14 +201,7 @@ class Eggproxy:
 
     def worker_pids(self) -> list[int]:
         """Granian workers: children of the main process, not multiprocessing helpers."""
-        if self.proc is None:
-            return []
-        found = []
-        for pid in children(self.proc.pid):
-            with contextlib.suppress(OSError):
-                if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(pid)
-        return found
+        return granian_workers(self.proc.pid) if self.proc is not None else []
 
     def stop(self) -> None:
         if self.proc is not None:

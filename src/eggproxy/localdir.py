@@ -24,22 +24,15 @@ from types import TracebackType
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import canonicalize_name
 
 from eggproxy.errors import ProjectNotFound, UpstreamError
 from eggproxy.model import DistFile, IndexPage, ProjectPage
-from eggproxy.names import METADATA_SUFFIX, NormalizedName, dist_kind
+from eggproxy.names import METADATA_SUFFIX, NormalizedName, split_dist_filename
 from eggproxy.upstream import CHUNK_SIZE, Fetched
 
 log = logging.getLogger(__name__)
 
-_EGG_NAME: Final = re.compile(r"(?P<name>[^-]+)-")
 _METADATA_PATH: Final = re.compile(r"[^/]+\.dist-info/METADATA")
 
 
@@ -52,26 +45,13 @@ class _LocalFile:
     size: int
     mtime: float
     metadata: bytes | None  # a wheel's METADATA, for PEP 658
+    metadata_sha256: str | None
 
 
 def _project_of(filename: str) -> tuple[NormalizedName, str] | None:
     """The (normalised, displayed) project name a distribution file belongs to."""
-    kind = dist_kind(filename)
-    try:
-        if kind == "wheel":
-            name = parse_wheel_filename(filename)[0]
-            return name, str(name)
-        if kind == "sdist":
-            name = parse_sdist_filename(filename)[0]
-            return name, str(name)
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
-    if kind in ("egg", "legacy"):
-        match = _EGG_NAME.match(filename)
-        if match:
-            display = match.group("name").replace("_", "-")
-            return canonicalize_name(display), display
-    return None
+    split = split_dist_filename(filename)
+    return (canonicalize_name(split[0]), split[0]) if split else None
 
 
 def _wheel_metadata(path: Path) -> bytes | None:
@@ -172,7 +152,10 @@ class LocalSource:
             while chunk := handle.read(CHUNK_SIZE):
                 digest.update(chunk)
         metadata = _wheel_metadata(path) if path.name.endswith(".whl") else None
-        return _LocalFile(path, found[0], found[1], digest.hexdigest(), size, mtime, metadata)
+        metadata_sha256 = hashlib.sha256(metadata).hexdigest() if metadata else None
+        return _LocalFile(
+            path, found[0], found[1], digest.hexdigest(), size, mtime, metadata, metadata_sha256
+        )
 
     def fetch_project(
         self, project: NormalizedName, etag: str | None = None
@@ -185,9 +168,7 @@ class LocalSource:
                 filename=f.path.name,
                 url=f.path.as_uri(),
                 hashes={"sha256": f.sha256},
-                core_metadata=(
-                    {"sha256": hashlib.sha256(f.metadata).hexdigest()} if f.metadata else False
-                ),
+                core_metadata={"sha256": f.metadata_sha256} if f.metadata_sha256 else False,
                 size=f.size,
                 upload_time=datetime.fromtimestamp(f.mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 source=self.name,

@@ -31,8 +31,8 @@ __all__ = [
     "NormalizedName",
     "dist_kind",
     "dist_version",
-    "is_normalized",
     "normalize_project",
+    "split_dist_filename",
     "validate_filename",
 ]
 
@@ -59,6 +59,7 @@ _LEGACY_SUFFIXES: Final = (
     ".dmg",
     ".deb",
 )
+_LEADING_NAME = re.compile(r"(?P<name>[^-]+)-")
 _EGG = re.compile(r"(?P<name>[^-]+)-(?P<version>[^-]+)(-py\d\.\d+)?(-.+)?\.egg")
 
 DistKind = Literal["wheel", "sdist", "egg", "legacy"]
@@ -77,11 +78,6 @@ def normalize_project(name: str) -> NormalizedName:
         return canonicalize_name(name, validate=True)
     except _PackagingInvalidName:
         raise InvalidName("project", name) from None
-
-
-def is_normalized(name: str) -> bool:
-    """Whether ``name`` is already in its normalised form."""
-    return canonicalize_name(name) == name
 
 
 def dist_kind(filename: str) -> DistKind | None:
@@ -106,20 +102,31 @@ def dist_kind(filename: str) -> DistKind | None:
     return None
 
 
-def dist_version(filename: str) -> str | None:
-    """The version a distribution file carries in its name, if it can be read."""
+def split_dist_filename(filename: str) -> tuple[str, str | None] | None:
+    """(project name as written, version or ``None``) read from a distribution file name."""
     kind = dist_kind(filename)
     try:
         if kind == "wheel":
-            return str(parse_wheel_filename(filename)[1])
+            name, version, _build, _tags = parse_wheel_filename(filename)
+            return str(name), str(version)
         if kind == "sdist":
-            return str(parse_sdist_filename(filename)[1])
+            name, version = parse_sdist_filename(filename)
+            return str(name), str(version)
     except (InvalidWheelFilename, InvalidSdistFilename):
         return None
-    if kind == "egg":
-        match = _EGG.fullmatch(filename)
-        return match.group("version") if match else None
+    egg = _EGG.fullmatch(filename) if kind == "egg" else None
+    if egg:
+        return egg.group("name").replace("_", "-"), egg.group("version")
+    legacy = _LEADING_NAME.match(filename) if kind == "legacy" else None
+    if legacy:  # old formats: trust the name, not the version
+        return legacy.group("name").replace("_", "-"), None
     return None
+
+
+def dist_version(filename: str) -> str | None:
+    """The version a distribution file carries in its name, if it can be read."""
+    split = split_dist_filename(filename)
+    return split[1] if split else None
 
 
 def validate_filename(filename: str) -> str:

@@ -20,7 +20,7 @@ from typing import Literal
 import requests
 
 from eggproxy.aggregate import Aggregator, Entry
-from eggproxy.cache import Cache, Freshness, PageState
+from eggproxy.cache import Cache, Freshness, PageState, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
 from eggproxy.errors import (
@@ -98,13 +98,13 @@ class Proxy:
             st = path.stat()
         except FileNotFoundError:
             return None
-        age = self.clock() - st.st_mtime
-        if age >= self.config.index_ttl:
+        ttl, now = self.config.index_ttl, self.clock()
+        if freshness(st.st_mtime, ttl, now) is not Freshness.FRESH:
             return None
         # Files dropped into a local folder appear on the next request.
-        if any(s.changed_since(st.st_mtime) for s in self._local):
+        if self._local and any(s.changed_since(st.st_mtime) for s in self._local):
             return None
-        return PageResult(path, "hit", int(self.config.index_ttl - age), stat=st)
+        return PageResult(path, "hit", int(ttl - (now - st.st_mtime)), stat=st)
 
     def page(self, project: NormalizedName | None, fmt: str) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
@@ -151,9 +151,6 @@ class Proxy:
         """Revalidate a page now, whatever its age; return whether it changed."""
         with self.cache.lock(self._page_lock(project)):
             return self._refresh_locked(project)
-
-    def freshness(self, project: NormalizedName | None) -> Freshness:
-        return self.cache.page_freshness(project, self.config.index_ttl, self.clock())
 
     def _page_lock(self, project: NormalizedName | None) -> Path:
         # Page locks live apart, so that asking for a project that does not
@@ -244,7 +241,7 @@ class Proxy:
     def _listed(self, project: NormalizedName, filename: str) -> DistFile:
         page = self._upstream_page(project)
         dist = page.file(filename) if page is not None else None
-        if dist is None and (page is None or self.freshness(project) is not Freshness.FRESH):
+        if dist is None and (page is None or self.fresh_page(project, "json") is None):
             # Not cached (or its upstream copy lost), or a stale page may predate
             # the file: ask upstream.
             if page is None and self.cache.page_mtime(project) is not None:

@@ -80,6 +80,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def granian_workers(pid: int) -> list[int]:
+    """Granian's worker processes under main process ``pid`` (not multiprocessing helpers)."""
+    found = []
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
 def stop_process(
     proc: subprocess.Popen[bytes], extra: Sequence[int], sig: int, timeout: float = STOP_TIMEOUT
 ) -> int:
@@ -229,15 +239,7 @@ class StandaloneServer:
 
     def worker_pids(self) -> list[int]:
         """Granian worker processes: children of the main process running eggproxy."""
-        if self.proc is None:
-            return []
-        found = []
-        for pid in children(self.proc.pid):
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if b"resource_tracker" not in cmdline:
-                    found.append(pid)
-        return found
+        return granian_workers(self.proc.pid) if self.proc is not None else []
 
     def log_text(self) -> str:
         try:
