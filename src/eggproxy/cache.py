@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from eggproxy.errors import ConfigError
+from eggproxy.mediatypes import FORMATS, Format
 from eggproxy.names import NormalizedName
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ LAYOUT_VERSION: Final = "1"
 LAYOUT_MARKER: Final = ".eggproxy-layout"
 STATE: Final = ".state.json"
 UPSTREAM: Final = ".upstream.json"
-PAGE_FILES: Final = {"html": "index.html", "json": "index.json"}
+PAGE_FILES: Final[dict[Format, str]] = {"html": "index.html", "json": "index.json"}
 
 
 class Freshness(enum.Enum):
@@ -64,7 +65,6 @@ class PageState:
     url: str
     etag: str | None = None
     serial: int | None = None
-    source: str = "upstream"
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -76,8 +76,25 @@ class PageState:
             url=str(raw["url"]),
             etag=raw.get("etag"),
             serial=raw.get("serial"),
-            source=str(raw.get("source", "upstream")),
         )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A cached page's entry, read once per decision (a ``stat`` and two reads)."""
+
+    mtime: float | None  # fetch time of the rendered pages; None: no page cached
+    state: PageState | None  # where it came from (ETag, serial), if known
+    has_upstream: bool  # the stored upstream copy exists (the root page has none)
+
+    @property
+    def cached(self) -> bool:
+        return self.mtime is not None
+
+    @property
+    def complete(self) -> bool:
+        """A page to serve and what revalidating it needs (a 304 keeps it)."""
+        return self.mtime is not None and self.has_upstream
 
 
 def freshness(mtime: float | None, ttl: float, now: float) -> Freshness:
@@ -92,7 +109,7 @@ class Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._page_paths: dict[tuple[NormalizedName | None, str], Path] = {}
+        self._page_paths: dict[tuple[NormalizedName | None, Format], Path] = {}
 
     def prepare(self) -> None:
         """Create the tree (or check its layout version) and clean leftovers."""
@@ -143,7 +160,7 @@ class Cache:
         """The directory of a project, or the root for the root page."""
         return self.root if project is None else self.root / project
 
-    def page_path(self, project: NormalizedName | None, fmt: str) -> Path:
+    def page_path(self, project: NormalizedName | None, fmt: Format) -> Path:
         # Asked on every page hit: keep the paths instead of joining them again.
         key = (project, fmt)
         path = self._page_paths.get(key)
@@ -174,8 +191,13 @@ class Cache:
         except FileNotFoundError:
             return None
 
-    def page_freshness(self, project: NormalizedName | None, ttl: float, now: float) -> Freshness:
-        return freshness(self.page_mtime(project), ttl, now)
+    def snapshot(self, project: NormalizedName | None) -> Snapshot:
+        """What is cached of a page, read once for one decision."""
+        mtime = self.page_mtime(project)
+        if mtime is None:
+            return Snapshot(None, self.read_state(project), False)
+        has_upstream = project is None or self.has_upstream(project)
+        return Snapshot(mtime, self.read_state(project), has_upstream)
 
     def read_state(self, project: NormalizedName | None) -> PageState | None:
         try:
@@ -208,7 +230,7 @@ class Cache:
 
     def touch_page(self, project: NormalizedName | None, fetched: float) -> None:
         """Mark a page revalidated (the upstream answered 304 Not Modified)."""
-        for fmt in ("html", "json"):
+        for fmt in FORMATS:
             with contextlib.suppress(FileNotFoundError):
                 os.utime(self.page_path(project, fmt), (fetched, fetched))
 

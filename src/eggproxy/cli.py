@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from eggproxy import __version__
+from eggproxy import __version__, logs
 from eggproxy.config import Config, load_config, redact
 from eggproxy.errors import ConfigError
 from eggproxy.proxy import Proxy
@@ -97,11 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eggproxy``."""
     args = build_parser().parse_args(argv)
     level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=logs.FORMAT)
     try:
         config = _load(args)
         if args.command == "serve":
-            from eggproxy.serve import serve
+            from eggproxy.standalone.run import serve
 
             return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
         if args.command == "config":

@@ -11,6 +11,7 @@ module's ``[default]`` section and its ``eggs_directory`` key are accepted.
 from __future__ import annotations
 
 import configparser
+import enum
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,15 @@ DEFAULT_BIND: Final = "127.0.0.1:3141"
 
 
 SOURCE_PREFIX: Final = "source:"
-SOURCE_MODES: Final = ("first", "unsafe-merge")
+
+
+class SourceMode(enum.Enum):
+    """How a source's projects combine with earlier sources' (STYLE: unsafe says so)."""
+
+    # Used only when no earlier source has the project: the safe default.
+    FIRST = "first"
+    # Its files are added to an earlier source's page, where PEP 708 permits.
+    UNSAFE_MERGE = "unsafe-merge"
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,7 @@ class SourceConfig:
     username: str | None = None
     # Never shown: not in repr, not in logs, not in pages.
     password: str | None = field(default=None, repr=False)
-    # "first": used only when no earlier source has the project (the safe
-    # default); "unsafe-merge": its files are added to an earlier source's.
-    mode: str = "first"
+    mode: SourceMode = SourceMode.FIRST
     # Projects this source provides even when an earlier source has them.
     allow: frozenset[str] = frozenset()
 
@@ -199,9 +206,11 @@ def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
         parts = urlsplit(_parse_url(f"{key}.url", url))
         url, url_user, url_password = split_credentials(urlunsplit(parts))
         username, password = username or url_user, password or url_password
-    mode = values.get("mode", "first").strip()
-    if mode not in SOURCE_MODES:
-        raise ConfigError(f"mode must be one of {', '.join(SOURCE_MODES)}", key=f"{key}.mode")
+    try:
+        mode = SourceMode(values.get("mode", SourceMode.FIRST.value).strip())
+    except ValueError:
+        modes = ", ".join(m.value for m in SourceMode)
+        raise ConfigError(f"mode must be one of {modes}", key=f"{key}.mode") from None
     allow = frozenset(
         canonicalize_name(item) for item in values.get("allow", "").replace(",", " ").split()
     )

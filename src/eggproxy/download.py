@@ -25,7 +25,7 @@ import requests
 
 from eggproxy.cache import Cache, write_atomic
 from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
-from eggproxy.upstream import CHUNK_SIZE, FileResponse
+from eggproxy.sources.base import CHUNK_SIZE, FileResponse
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class Wanted:
     url: str
     target: Path
     hashes: Mapping[str, str]
-    size: int | None = None
     # Opens ``url`` at the source that listed it (remote index or local folder).
-    opener: Callable[[str], FileResponse] | None = field(default=None, compare=False)
+    opener: Callable[[str], FileResponse] = field(compare=False)
+    size: int | None = None
 
 
 def _choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
@@ -144,7 +144,6 @@ class Downloader:
         digest = hashlib.new(expected[0]) if expected else None
         size = 0
         started = time.monotonic()
-        assert wanted.opener is not None, "a download needs its source's opener"
         response = wanted.opener(wanted.url)
         fd = -1
         try:

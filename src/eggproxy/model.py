@@ -44,7 +44,7 @@ class ProjectPage:
     tracks: tuple[str, ...] = ()  # PEP 708
     alternate_locations: tuple[str, ...] = ()  # PEP 708
     last_serial: int | None = None
-    source: str | None = None  # which configured source(s) provided the page
+    sources: tuple[str, ...] = ()  # the configured source(s) that provided the page
 
     def file(self, filename: str) -> DistFile | None:
         """Return the file called ``filename``, if the page lists it."""

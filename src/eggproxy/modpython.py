@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 from mod_python import apache
 
 from eggproxy.config import load_config
-from eggproxy.errors import ConfigError, EggproxyError, http_status
+from eggproxy.errors import ConfigError, EggproxyError
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
+from eggproxy.mediatypes import choose_format
 from eggproxy.proxy import Proxy
-from eggproxy.routes import choose_format, route
+from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
+from eggproxy.routes import FileRoute, Redirect, RootRoute, route
 
 log = logging.getLogger("eggproxy")
 
@@ -81,25 +83,23 @@ def _serve(req: Any, path: str, content_type: str) -> int:
 def fixup(req: Any) -> int:
     """``PythonFixupHandler``: fill the cache if needed, then let Apache serve."""
     if req.method not in ("GET", "HEAD"):
-        req.headers_out["Allow"] = "GET, HEAD"
-        return _error(req, 405, "method not allowed")
+        req.headers_out["Allow"] = ALLOWED_METHODS
+        return _error(req, METHOD_NOT_ALLOWED)
     try:
         proxy = _proxy(req)
         raw = req.unparsed_uri.split("?", 1)[0]
         if not raw.startswith("/"):  # absolute-form request target (RFC 9112, 3.2.2)
             raw = urlsplit(raw).path or "/"
         target = route(raw, proxy.config.prefix)
-        if target.kind == "redirect":
-            assert target.location is not None
+        if isinstance(target, Redirect):
             req.headers_out["Location"] = target.location
             return int(apache.HTTP_MOVED_PERMANENTLY)
-        if target.kind == "file":
-            assert target.project is not None and target.filename is not None
+        if isinstance(target, FileRoute):
             path = proxy.file(target.project, target.filename)
             req.headers_out["Cache-Control"] = IMMUTABLE
             return _serve(req, str(path), file_content_type(target.filename))
         fmt, content_type = choose_format(req.headers_in.get("Accept"))
-        page = proxy.page(target.project, fmt)
+        page = proxy.page(None if isinstance(target, RootRoute) else target.project, fmt)
         # PEP 691: one URL, two formats; shared caches must key on Accept.
         req.headers_out["Vary"] = "Accept"
         req.headers_out["Cache-Control"] = page_cache_control(page.max_age)
@@ -109,27 +109,19 @@ def fixup(req: Any) -> int:
     except ConfigError as exc:
         # For the administrator's eyes (the error log), not for every client.
         log.error("configuration error: %s", exc)
-        return _error(req, 500, "eggproxy is misconfigured; see the error log")
+        return _error(req, ErrorReply(500, "eggproxy is misconfigured; see the error log"))
     except EggproxyError as exc:
-        return _error(req, http_status(exc), str(exc))
+        return _error(req, error_reply(exc))
     except Exception:
         log.exception("unexpected error for %s", req.uri)
-        return _error(req, 500, "internal error")
+        return _error(req, ErrorReply(500, "internal error"))
 
 
-def _error(req: Any, status: int, message: str) -> int:
-    # A 404 is an everyday answer (pip probes names); keep warnings for failures.
-    log.log(
-        logging.INFO if status in (404, 405) else logging.WARNING,
-        "%s %s -> %d %s",
-        req.method,
-        req.unparsed_uri[:200],
-        status,
-        message,
-    )
-    req.status = status
+def _error(req: Any, reply: ErrorReply) -> int:
+    reply.log(log, req.method, req.unparsed_uri)
+    req.status = reply.status
     req.content_type = "text/plain; charset=utf-8"
-    body = f"{status} {message}\n".encode()
+    body = reply.body
     req.set_content_length(len(body))
     if req.method != "HEAD":
         req.write(body)

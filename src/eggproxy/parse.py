@@ -1,6 +1,6 @@
 """Pure parsers: PEP 503 HTML and PEP 691 JSON text in, model objects out.
 
-No I/O here; :mod:`eggproxy.upstream` fetches, these functions only read
+No I/O here; :mod:`eggproxy.sources.remote` fetches, these functions only read
 text.  Anything that does not follow the specs closely enough to be served
 again raises :class:`~eggproxy.errors.MalformedPage`.
 """
@@ -10,20 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from html.parser import HTMLParser
-from typing import Any, Final
+from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from eggproxy.errors import MalformedPage
 from eggproxy.model import DistFile, IndexPage, ProjectPage
-
-JSON_CONTENT_TYPE: Final = "application/vnd.pypi.simple.v1+json"
-HTML_CONTENT_TYPES: Final = ("application/vnd.pypi.simple.v1+html", "text/html")
-
-
-def is_json_content_type(content_type: str) -> bool:
-    """Whether a response's ``Content-Type`` is PEP 691 JSON (any major-1 variant)."""
-    return content_type.split(";")[0].strip().lower() == JSON_CONTENT_TYPE
-
 
 # --- HTML (PEP 503, with PEP 592/658/708/714 attributes) -------------------
 
@@ -218,7 +209,7 @@ def project_from_json(text: str, base_url: str, name: str | None = None) -> Proj
         tracks=_strings(meta.get("tracks", []), "meta.tracks"),
         alternate_locations=_strings(data.get("alternate-locations", []), "alternate-locations"),
         last_serial=_serial(meta),
-        source=meta["_source"] if isinstance(meta.get("_source"), str) else None,
+        sources=tuple(meta["_source"].split("+")) if isinstance(meta.get("_source"), str) else (),
     )
 
 

@@ -1,10 +1,13 @@
-"""The core facade every front end calls: pages and files, cached on demand.
+"""The core's one door: every front end, the CLI and background jobs call :class:`Proxy`.
 
 :class:`Proxy` knows nothing of Apache or of HTTP servers.  It answers
 "give me the page of project X in format F" and "make file Y of project X
-available" with paths into the cache directory, fetching from the upstream
-only when the cache cannot answer.  Safe to use from many threads; several
-processes coordinate through the cache's file locks.
+available" with paths into the cache directory, fetching from the sources
+only when the cache cannot answer.  Nothing outside the core reaches the
+cache, the downloader or the clock: what a front end needs is a method
+here, so that metrics, limits and policy see every answer in one place.
+Safe to use from many threads; several processes coordinate through the
+cache's file locks.
 """
 
 from __future__ import annotations
@@ -19,23 +22,18 @@ from typing import Literal
 
 import requests
 
-from eggproxy.aggregate import Aggregator, Entry
-from eggproxy.cache import Cache, Freshness, PageState, freshness
+from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
-from eggproxy.errors import (
-    FileNotListed,
-    MalformedPage,
-    ProjectNotFound,
-    UpstreamError,
-    UpstreamUnavailable,
-)
-from eggproxy.localdir import LocalSource
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.errors import FileNotListed, MalformedPage, UpstreamError, UpstreamUnavailable
+from eggproxy.mediatypes import Format
+from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
 from eggproxy.parse import project_from_json
 from eggproxy.render import index_html, index_json_bytes, project_html, project_json_bytes
-from eggproxy.upstream import UpstreamIndex, make_session
+from eggproxy.sources.aggregate import build_sources
+from eggproxy.sources.local import LocalSource
+from eggproxy.sources.remote import make_session
 
 log = logging.getLogger(__name__)
 
@@ -89,35 +87,58 @@ class Proxy:
         if removed:
             log.info("removed %d leftover partial files", removed)
 
+    def close(self) -> None:
+        """Abort downloads still running (their partial files are removed)."""
+        self.downloader.shutdown()
+
+    def due(self, max_age_seconds: float) -> list[NormalizedName | None]:
+        """Cached pages older than ``max_age_seconds`` (``None`` is the root page).
+
+        The same freshness rule as serving, with ``max_age_seconds`` as the TTL.
+        """
+        now = self.clock()
+        pages: list[NormalizedName | None] = [None, *self.cache.cached_projects()]
+        return [
+            project
+            for project in pages
+            if freshness(self.cache.page_mtime(project), max_age_seconds, now) is Freshness.STALE
+        ]
+
     # --- pages ---------------------------------------------------------------
 
-    def fresh_page(self, project: NormalizedName | None, fmt: str) -> PageResult | None:
+    def fresh_page(self, project: NormalizedName | None, fmt: Format) -> PageResult | None:
         """The page if it is cached and fresh: one ``stat``, never blocks on I/O."""
+        return self._lookup(project, fmt)[0]
+
+    def _lookup(
+        self, project: NormalizedName | None, fmt: Format
+    ) -> tuple[PageResult | None, float | None]:
+        """The fresh page, else ``None`` and the mtime of the stale one (``None``: missing)."""
         path = self.cache.page_path(project, fmt)
         try:
             st = path.stat()
         except FileNotFoundError:
-            return None
+            return None, None
         ttl, now = self.config.index_ttl, self.clock()
         if freshness(st.st_mtime, ttl, now) is not Freshness.FRESH:
-            return None
+            return None, st.st_mtime
         # Files dropped into a local folder appear on the next request.
         if self._local and any(s.changed_since(st.st_mtime) for s in self._local):
-            return None
-        return PageResult(path, "hit", int(ttl - (now - st.st_mtime)), stat=st)
+            return None, st.st_mtime
+        return PageResult(path, "hit", int(ttl - (now - st.st_mtime)), stat=st), st.st_mtime
 
-    def page(self, project: NormalizedName | None, fmt: str) -> PageResult:
+    def page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
 
         A fresh page never contacts the upstream.  A stale one is
         revalidated; if the upstream fails, the stale page is served with a
         warning, because the cache is most valuable when the link is bad.
         """
-        fresh = self.fresh_page(project, fmt)
+        fresh, mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
         lock = self._page_lock(project)
-        if self.cache.page_mtime(project) is None:
+        if mtime is None:
             with self.cache.lock(lock):  # one fetch, however many ask at once
                 return self._page_locked(project, fmt)
         with self.cache.try_lock(lock) as held:
@@ -128,42 +149,35 @@ class Proxy:
         path = self.cache.page_path(project, fmt)
         return PageResult(path, "stale", 0, warning="being revalidated")
 
-    def _page_locked(self, project: NormalizedName | None, fmt: str) -> PageResult:
+    def _page_locked(self, project: NormalizedName | None, fmt: Format) -> PageResult:
         # Another thread or process may have refreshed it while we waited.
-        fresh = self.fresh_page(project, fmt)
+        fresh, _mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
-        path = self.cache.page_path(project, fmt)
-        mtime = self.cache.page_mtime(project)
+        snapshot = self.cache.snapshot(project)
         try:
-            changed = self._refresh_locked(project)
-        except (ProjectNotFound, FileNotListed):
-            raise
+            changed = self._refresh_locked(project, snapshot)
         except UpstreamError as exc:
-            if mtime is None:
+            if not snapshot.cached:
                 raise
             log.warning("serving stale page of %s: %s", project or "root", exc)
-            return PageResult(path, "stale", 0, warning=str(exc))
-        outcome: Outcome = "miss" if mtime is None or changed else "revalidated"
-        return PageResult(path, outcome, self.config.index_ttl)
+            return PageResult(self.cache.page_path(project, fmt), "stale", 0, warning=str(exc))
+        outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
+        return PageResult(self.cache.page_path(project, fmt), outcome, self.config.index_ttl)
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""
         with self.cache.lock(self._page_lock(project)):
-            return self._refresh_locked(project)
+            return self._refresh_locked(project, self.cache.snapshot(project))
 
     def _page_lock(self, project: NormalizedName | None) -> Path:
         # Page locks live apart, so that asking for a project that does not
         # exist upstream leaves no directory behind.
         return self.cache.root / ".locks" / (project or "_root")
 
-    def _refresh_locked(self, project: NormalizedName | None) -> bool:
-        old = self.cache.read_state(project)
-        have_page = self.cache.page_mtime(project) is not None and (
-            project is None or self.cache.has_upstream(project)
-        )
+    def _refresh_locked(self, project: NormalizedName | None, old: Snapshot) -> bool:
         # Without a complete cached page, a 304 would leave us nothing to serve.
-        etag = old.etag if old is not None and have_page else None
+        etag = old.state.etag if old.state is not None and old.complete else None
         started = self.clock()
         fetched = (
             self.sources.fetch_project(project, etag)
@@ -173,33 +187,23 @@ class Proxy:
         if fetched.page is None:  # 304 Not Modified
             self.cache.touch_page(project, started)
             return False
-        if old is not None and old.serial and fetched.serial and fetched.serial < old.serial:
+        previous = old.state.serial if old.state is not None else None
+        if previous and fetched.serial and fetched.serial < previous:
             # A mirror behind the one we saw last time: keep the newer page.
             raise UpstreamError(
-                f"upstream serial went backwards ({fetched.serial} < {old.serial})",
+                f"upstream serial went backwards ({fetched.serial} < {previous})",
                 url=fetched.url,
             )
         state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial)
         page = fetched.page
         if isinstance(page, ProjectPage):
-            self.cache.write_page(
-                project,
-                html=project_html(page),
-                json_page=project_json_bytes(page),
-                upstream=project_json_bytes(page, relative=False),
-                state=state,
-                fetched=started,
-            )
+            html, json_page = project_html(page), project_json_bytes(page)
+            upstream: bytes | None = project_json_bytes(page, relative=False)
         else:
-            assert isinstance(page, IndexPage)
-            self.cache.write_page(
-                None,
-                html=index_html(page),
-                json_page=index_json_bytes(page),
-                upstream=None,
-                state=state,
-                fetched=started,
-            )
+            html, json_page, upstream = index_html(page), index_json_bytes(page), None
+        self.cache.write_page(
+            project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
+        )
         log.info("fetched page of %s from %s", project or "root", fetched.url)
         return True
 
@@ -216,6 +220,16 @@ class Proxy:
             return target
         return self.downloader.ensure(self.wanted(project, filename))
 
+    def cached_file(
+        self, project: NormalizedName, filename: str
+    ) -> tuple[Path, os.stat_result] | None:
+        """The cached file and its ``stat`` (one call), or ``None`` on a miss."""
+        path = self.cache.file_path(project, filename)
+        try:
+            return path, path.stat()
+        except FileNotFoundError:
+            return None
+
     def open_file(self, project: NormalizedName, filename: str) -> FileResult:
         """Like :meth:`file`, but a miss streams bytes as they arrive."""
         target = self.cache.file_path(project, filename)
@@ -231,28 +245,30 @@ class Proxy:
         target = self.cache.file_path(project, filename)
         opener = self.sources.source(dist.source).open_file
         if filename == base:
-            return Wanted(dist.url, target, dist.hashes, dist.size, opener)
+            return Wanted(dist.url, target, dist.hashes, opener, dist.size)
         # PEP 658: the metadata file, verified against the page's metadata hash.
         if not dist.core_metadata:
             raise FileNotListed(project, filename)
         hashes = dist.core_metadata if isinstance(dist.core_metadata, Mapping) else {}
-        return Wanted(dist.metadata_url, target, hashes, opener=opener)
+        return Wanted(dist.metadata_url, target, hashes, opener)
 
     def _listed(self, project: NormalizedName, filename: str) -> DistFile:
         page = self._upstream_page(project)
         dist = page.file(filename) if page is not None else None
-        if dist is None and (page is None or self.fresh_page(project, "json") is None):
-            # Not cached (or its upstream copy lost), or a stale page may predate
-            # the file: ask upstream.
-            if page is None and self.cache.page_mtime(project) is not None:
-                self.refresh(project)
-            else:
-                result = self.page(project, "json")
-                if result.outcome == "stale" and result.warning:
-                    # We cannot tell whether the file exists: say why, not 404.
-                    raise UpstreamUnavailable(result.warning)
-            page = self._upstream_page(project)
-            dist = page.file(filename) if page is not None else None
+        if dist is not None:
+            return dist
+        if page is not None and self.fresh_page(project, "json") is not None:
+            raise FileNotListed(project, filename)  # a fresh page knows
+        # Not cached, or a stale page may predate the file: ask upstream.
+        if page is None and self.cache.page_mtime(project) is not None:
+            self.refresh(project)  # pages cached but their upstream copy lost
+        else:
+            result = self.page(project, "json")
+            if result.outcome == "stale" and result.warning:
+                # We cannot tell whether the file exists: say why, not 404.
+                raise UpstreamUnavailable(result.warning)
+        page = self._upstream_page(project)
+        dist = page.file(filename) if page is not None else None
         if dist is None:
             raise FileNotListed(project, filename)
         return dist
@@ -266,17 +282,3 @@ class Proxy:
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None
-
-
-def build_sources(config: Config, session: requests.Session) -> Aggregator:
-    """The configured sources, in order, behind one :class:`Aggregator`."""
-    entries = []
-    for source in config.effective_sources:
-        if source.path is not None:
-            entries.append(Entry(LocalSource(source.name, source.path), source))
-            continue
-        assert source.url is not None
-        auth = (source.username, source.password or "") if source.username else None
-        remote = UpstreamIndex(source.url, session, config.timeout, name=source.name, auth=auth)
-        entries.append(Entry(remote, source))
-    return Aggregator(entries)

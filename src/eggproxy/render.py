@@ -59,8 +59,9 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
         meta["_last-serial"] = page.last_serial
     if page.tracks:
         meta["tracks"] = list(page.tracks)
-    if page.source:
-        meta["_source"] = page.source  # which configured source(s) served the page
+    if page.sources:
+        # Which configured source(s) served the page; source names never hold "+".
+        meta["_source"] = "+".join(page.sources)
     files = []
     for dist in page.files:
         item: dict[str, Any] = {
@@ -114,8 +115,9 @@ def project_html(page: ProjectPage) -> bytes:
         for a in page.alternate_locations
     ]
     lines = ["<!DOCTYPE html>", "<html>", "<head>", *head]
-    if page.source:
-        lines.append(f"<!-- served by source: {escape(page.source).replace('--', '')} -->")
+    if page.sources:
+        served = escape("+".join(page.sources)).replace("--", "")
+        lines.append(f"<!-- served by source: {served} -->")
     lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>"]
     for dist in page.files:
         attrs = [f'href="{escape(_link(dist, True))}{escape(_fragment(dist.hashes))}"']

@@ -38,24 +38,12 @@ class Summary:
         return text
 
 
-def due(proxy: Proxy, max_age_seconds: float) -> list[NormalizedName | None]:
-    """Cached pages older than ``max_age_seconds`` (``None`` is the root page)."""
-    now = proxy.clock()
-    pages: list[NormalizedName | None] = [None, *proxy.cache.cached_projects()]
-    result = []
-    for project in pages:
-        mtime = proxy.cache.page_mtime(project)
-        if mtime is not None and now - mtime >= max_age_seconds:
-            result.append(project)
-    return result
-
-
 def update(proxy: Proxy, *, max_age_seconds: float | None = None) -> Summary:
     """Revalidate every due page; never raises for one page's failure."""
     if max_age_seconds is None:
         max_age_seconds = proxy.config.update_interval * 3600
     summary = Summary()
-    pages = due(proxy, max_age_seconds)
+    pages = proxy.due(max_age_seconds)
 
     def refresh(project: NormalizedName | None) -> tuple[NormalizedName | None, str]:
         try:

@@ -4,12 +4,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from eggproxy.aggregate import Aggregator, Entry, merge_allowed
-from eggproxy.config import SourceConfig
+from eggproxy.config import SourceConfig, SourceMode
 from eggproxy.errors import ProjectNotFound, UpstreamUnavailable
 from eggproxy.model import DistFile, IndexPage, ProjectPage
 from eggproxy.names import NormalizedName
-from eggproxy.upstream import Fetched, FileResponse
+from eggproxy.sources.aggregate import Aggregator, Entry, merge_allowed
+from eggproxy.sources.base import Fetched, FileResponse
 
 P = NormalizedName("shared")
 
@@ -56,7 +56,7 @@ def test_first_source_wins_and_later_ones_are_not_asked() -> None:
     page = agg.fetch_project(P, None).page
     assert page is not None
     assert [f.filename for f in page.files] == ["shared-1.0.tar.gz"]
-    assert page.source == "private" and page.files[0].source == "private"
+    assert page.sources == ("private",) and page.files[0].source == "private"
     assert public.asked == []
 
 
@@ -64,7 +64,7 @@ def test_falls_through_only_on_not_found() -> None:
     private = FakeSource("private", "https://private/simple/")
     public = FakeSource("public", "https://public/simple/", {P: _page("shared-9.0.tar.gz")})
     agg = _agg((private, SourceConfig("private")), (public, SourceConfig("public")))
-    assert agg.fetch_project(P, None).page.source == "public"  # type: ignore[union-attr]
+    assert agg.fetch_project(P, None).page.sources == ("public",)  # type: ignore[union-attr]
     private.down = True  # it might have the project: never fall through past it
     with pytest.raises(UpstreamUnavailable):
         agg.fetch_project(P, None)
@@ -81,7 +81,7 @@ def test_allow_list_lets_a_later_source_provide_a_project() -> None:
         (private, SourceConfig("private")),
         (public, SourceConfig("public", allow=frozenset({P}))),
     )
-    assert agg.fetch_project(P, None).page.source == "public"  # type: ignore[union-attr]
+    assert agg.fetch_project(P, None).page.sources == ("public",)  # type: ignore[union-attr]
 
 
 def test_unsafe_merge_needs_pep_708_between_remote_sources() -> None:
@@ -91,13 +91,13 @@ def test_unsafe_merge_needs_pep_708_between_remote_sources() -> None:
     )
     agg = _agg(
         (private, SourceConfig("private")),
-        (public, SourceConfig("public", mode="unsafe-merge")),
+        (public, SourceConfig("public", mode=SourceMode.UNSAFE_MERGE)),
     )
     page = agg.fetch_project(P, None).page
-    assert page is not None and page.source == "private"  # refused: nothing links them
+    assert page is not None and page.sources == ("private",)  # refused: nothing links them
     private.pages[P] = _page("shared-1.0.tar.gz", tracks=("https://public/simple/shared/",))
     page = agg.fetch_project(P, None).page
-    assert page is not None and page.source == "private+public"
+    assert page is not None and page.sources == ("private", "public")
     assert [(f.filename, f.source) for f in page.files] == [
         ("shared-1.0.tar.gz", "private"),  # the first source wins a clash
         ("shared-9.0.tar.gz", "public"),
@@ -108,9 +108,10 @@ def test_local_folders_may_always_merge() -> None:
     local = FakeSource("local", "file:///srv/eggs/", {P: _page("shared-1.1.tar.gz")}, is_local=True)
     public = FakeSource("public", "https://public/simple/", {P: _page("shared-9.0.tar.gz")})
     agg = _agg(
-        (local, SourceConfig("local")), (public, SourceConfig("public", mode="unsafe-merge"))
+        (local, SourceConfig("local")),
+        (public, SourceConfig("public", mode=SourceMode.UNSAFE_MERGE)),
     )
-    assert agg.fetch_project(P, None).page.source == "local+public"  # type: ignore[union-attr]
+    assert agg.fetch_project(P, None).page.sources == ("local", "public")  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

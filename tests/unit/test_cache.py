@@ -34,7 +34,7 @@ def test_write_page_sets_fetch_time(tmp_path: Path) -> None:
     assert cache.read_upstream(P) == b"u"
     assert cache.cached_projects() == [P]
     cache.touch_page(P, 2000.0)
-    assert cache.page_freshness(P, 10, 2005.0) is Freshness.FRESH
+    assert freshness(cache.page_mtime(P), 10, 2005.0) is Freshness.FRESH
 
 
 def test_broken_state_is_refetched(tmp_path: Path) -> None:

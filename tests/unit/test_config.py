@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from eggproxy.config import default_index_url, load_config
+from eggproxy.config import SourceMode, default_index_url, load_config
 from eggproxy.errors import ConfigError
 
 INDEX = "https://index.example.test/simple/"
@@ -97,7 +97,7 @@ def test_sources_in_order(tmp_path: Path) -> None:
     assert private.url == "https://private.example.test/simple/"  # credentials moved out
     assert (private.username, private.password) == ("bob", "s3cret")
     assert local.is_local and local.path == tmp_path / "eggs"
-    assert public.mode == "unsafe-merge"
+    assert public.mode is SourceMode.UNSAFE_MERGE
     assert public.allow == {"zope-interface", "requests"}
     assert "s3cret" not in repr(config)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from eggproxy.static import Decision, Validators, decide
+from eggproxy.standalone.static import Decision, Validators, decide
 
 V = Validators(size=100, mtime=1_700_000_000.0, etag='"abc-64"', last_modified="x")
 

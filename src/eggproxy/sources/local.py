@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from eggproxy.errors import ProjectNotFound, UpstreamError
 from eggproxy.model import DistFile, IndexPage, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName, split_dist_filename
-from eggproxy.upstream import CHUNK_SIZE, Fetched
+from eggproxy.sources.base import CHUNK_SIZE, Fetched
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class LocalSource:
             )
             for f in files
         )
-        page = ProjectPage(name=files[0].display, files=dists, source=self.name)
+        page = ProjectPage(name=files[0].display, files=dists, sources=(self.name,))
         return Fetched(url=self.url + project + "/", page=page)
 
     def fetch_index(self, etag: str | None = None) -> Fetched[IndexPage]:

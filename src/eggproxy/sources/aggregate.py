@@ -17,33 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
+import requests
 from packaging.utils import canonicalize_name
 
-from eggproxy.config import SourceConfig
+from eggproxy.config import Config, SourceConfig, SourceMode
 from eggproxy.errors import ProjectNotFound, UpstreamError
 from eggproxy.model import IndexPage, ProjectPage
 from eggproxy.names import NormalizedName
-from eggproxy.upstream import Fetched, FileResponse
+from eggproxy.sources.base import Fetched, Source
+from eggproxy.sources.local import LocalSource
+from eggproxy.sources.remote import UpstreamIndex
 
 log = logging.getLogger(__name__)
-
-
-class Source(Protocol):
-    """What a source offers: pages and files (remote index or local folder)."""
-
-    name: str
-    url: str
-    is_local: bool
-
-    def fetch_project(
-        self, project: NormalizedName, etag: str | None = None
-    ) -> Fetched[ProjectPage]: ...
-
-    def fetch_index(self, etag: str | None = None) -> Fetched[IndexPage]: ...
-
-    def open_file(self, url: str) -> FileResponse: ...
 
 
 @dataclass(frozen=True)
@@ -89,10 +75,10 @@ class Aggregator:
         """The source called ``name`` (the first one for pages cached without one)."""
         if name is None:
             return self.entries[0].source
-        for part in name.split("+"):
-            if part in self._by_name:
-                return self._by_name[part]
-        raise UpstreamError(f"no configured source named {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UpstreamError(f"no configured source named {name!r}") from None
 
     def local_sources(self) -> list[Source]:
         return [e.source for e in self.entries if e.source.is_local]
@@ -109,7 +95,7 @@ class Aggregator:
         found: list[tuple[Entry, Fetched[ProjectPage]]] = []
         for entry in self._order(project):
             merging = bool(found)
-            if merging and entry.config.mode != "unsafe-merge":
+            if merging and entry.config.mode is not SourceMode.UNSAFE_MERGE:
                 continue
             try:
                 fetched = _label(entry.source.fetch_project(project), entry.source.name)
@@ -153,7 +139,7 @@ def _label(fetched: Fetched[ProjectPage], name: str) -> Fetched[ProjectPage]:
     if page is None:
         return fetched
     files = tuple(replace(f, source=name) for f in page.files)
-    return replace(fetched, page=replace(page, files=files, source=name))
+    return replace(fetched, page=replace(page, files=files, sources=(name,)))
 
 
 def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[ProjectPage]:
@@ -169,6 +155,21 @@ def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[Pro
             if dist.filename not in seen:  # the first source wins a clash
                 files.append(dist)
                 seen.add(dist.filename)
-    source = "+".join(e.source.name for e, _f in found)
-    page = replace(first.page, files=tuple(files), versions=None, source=source)
+    sources = tuple(e.source.name for e, _f in found)
+    page = replace(first.page, files=tuple(files), versions=None, sources=sources)
     return replace(first, page=page, etag=None)
+
+
+def build_sources(config: Config, session: requests.Session) -> Aggregator:
+    """The configured sources, in order, behind one :class:`Aggregator`."""
+    entries = []
+    for source in config.effective_sources:
+        if source.path is not None:
+            entries.append(Entry(LocalSource(source.name, source.path), source))
+            continue
+        if source.url is None:  # config guarantees one of path and url
+            raise ValueError(f"source {source.name} has neither url nor path")
+        auth = (source.username, source.password or "") if source.username else None
+        remote = UpstreamIndex(source.url, session, config.timeout, name=source.name, auth=auth)
+        entries.append(Entry(remote, source))
+    return Aggregator(entries)

@@ -2,7 +2,7 @@
 
 The main process checks the configuration, prepares the cache directory
 (cleaning partial files a crash left) and starts granian, which runs
-``--workers`` processes.  Each worker builds its :class:`~eggproxy.server.App`
+``--workers`` processes.  Each worker builds its :class:`~eggproxy.standalone.app.App`
 from the same configuration file and command-line flags, handed over in an
 environment variable (the file's path, never its credentials).
 """
@@ -12,21 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from typing import Final
 
-from eggproxy import __version__
-from eggproxy.accesslog import AccessLog
+from eggproxy import __version__, logs
 from eggproxy.config import Config, config_from_mapping, load_config
 from eggproxy.proxy import Proxy
-from eggproxy.server import App
+from eggproxy.standalone.accesslog import AccessLog
+from eggproxy.standalone.app import App
 
 log = logging.getLogger("eggproxy")
 
 ENV: Final = "EGGPROXY_SERVE_CONFIG"
 # Bounded graceful stop: in-flight responses get this long after SIGTERM.
 STOP_TIMEOUT: Final = 20
-LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def config_to_env(config: Config, overrides: dict[str, str]) -> str:
@@ -44,20 +42,9 @@ def config_from_env(text: str) -> Config:
     return config.with_overrides(**data["overrides"])
 
 
-def configure_logging() -> None:
-    """eggproxy's own log lines on stderr (access lines: :mod:`eggproxy.accesslog`)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger("eggproxy")
-    if not root.handlers:
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
 def app_from_environment() -> App:
     """Granian's factory: one :class:`App` per worker process."""
-    configure_logging()
+    logs.configure()
     access = AccessLog() if os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1" else None
     return App(config_from_env(os.environ[ENV]), access_log=access)
 
@@ -69,9 +56,8 @@ def serve(
     from granian.constants import Interfaces, Loops
     from granian.server import Server
 
-    configure_logging()
-    proxy = Proxy(config)
-    proxy.prepare()
+    logs.configure()
+    Proxy(config).prepare()
     host, _, port = config.bind.rpartition(":")
     os.environ[ENV] = config_to_env(config, overrides or {})
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
@@ -85,10 +71,10 @@ def serve(
         ", ".join(source.url or str(source.path) for source in config.effective_sources),
     )
     server = Server(
-        "eggproxy.serve:app_from_environment",
+        "eggproxy.standalone.run:app_from_environment",
         address=host.strip("[]"),
         port=int(port),
-        # ASGI, for backpressure on streamed misses (see eggproxy.server).
+        # ASGI, for backpressure on streamed misses (see eggproxy.standalone.app).
         interface=Interfaces.ASGI,
         workers=config.workers,
         factory=True,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from eggproxy.errors import ProjectNotFound, UpstreamError
-from eggproxy.localdir import LocalSource
 from eggproxy.names import NormalizedName
+from eggproxy.sources.local import LocalSource
 
 META = b"Metadata-Version: 2.1\nName: Private.Pkg\nVersion: 1.0\n"
 

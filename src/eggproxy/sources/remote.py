@@ -1,4 +1,4 @@
-"""The upstream index client: fetch pages (JSON first, HTML fallback) and files.
+"""A remote simple index: fetch pages (JSON first, HTML fallback) and files.
 
 The HTTP session is injected (``requests.Session``, which pools connections
 through urllib3), so tests and callers decide how it is configured.
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Final
 from urllib.parse import urlsplit
 
 import requests
@@ -19,27 +18,15 @@ from urllib3.util.retry import Retry
 
 from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
+from eggproxy.mediatypes import UPSTREAM_ACCEPT, is_json_content_type
 from eggproxy.model import IndexPage, ProjectPage
 from eggproxy.names import NormalizedName
-from eggproxy.parse import (
-    index_from_html,
-    index_from_json,
-    is_json_content_type,
-    project_from_html,
-    project_from_json,
-)
+from eggproxy.parse import index_from_html, index_from_json, project_from_html, project_from_json
+from eggproxy.sources.base import Fetched, P
 
 log = logging.getLogger(__name__)
 
-# PEP 691: ask for JSON, accept HTML from an index that only speaks PEP 503.
-ACCEPT: Final = (
-    "application/vnd.pypi.simple.v1+json, "
-    "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
-)
 USER_AGENT: Final = f"eggproxy/{__version__}"
-CHUNK_SIZE: Final = 64 * 1024
-
-P = TypeVar("P", ProjectPage, IndexPage)
 
 
 def make_session(pool_size: int = 32) -> requests.Session:
@@ -53,29 +40,6 @@ def make_session(pool_size: int = 32) -> requests.Session:
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     return session
-
-
-class FileResponse(Protocol):
-    """A streaming file download, as ``requests.Response`` offers it."""
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    def iter_content(self, chunk_size: int) -> Iterator[bytes]: ...
-
-    def __enter__(self) -> Any: ...
-
-    def __exit__(self, *exc: Any) -> Any: ...
-
-
-@dataclass(frozen=True)
-class Fetched(Generic[P]):
-    """An upstream answer to a page request; ``page`` is ``None`` on 304."""
-
-    url: str
-    page: P | None
-    etag: str | None = None
-    serial: int | None = None
 
 
 class UpstreamIndex:
@@ -130,7 +94,7 @@ class UpstreamIndex:
         parse: Callable[[str, str, bool], P],
         project: NormalizedName | None,
     ) -> Fetched[P]:
-        headers = {"Accept": ACCEPT}
+        headers = {"Accept": UPSTREAM_ACCEPT}
         if etag:
             headers["If-None-Match"] = etag
         response = self.get(url, headers=headers)

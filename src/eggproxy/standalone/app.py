@@ -1,0 +1,183 @@
+"""The standalone server's application: an ASGI app run by granian.
+
+Hits are answered from disk: one ``stat``, then either the bytes of a small
+file (kept in a bounded memory cache that the same ``stat`` validates, so it
+never disagrees with the disk) or the file itself, handed to granian with the
+``http.response.pathsend`` extension and sent from disk in Rust.  Misses and
+stale pages run the core in a worker thread; a missed file streams to the
+client as it arrives, with a ``Content-Length``.
+
+ASGI, not granian's faster-looking RSGI: ``await send(...)`` waits while the
+client is slower than we produce (granian applies backpressure to ASGI and
+WSGI streams, not to RSGI's), so a miss streamed to a slow client keeps the
+worker's memory flat; measured, page hits are as fast (docs/decisions/0002).
+
+A response that cannot complete (a download that fails midway, a client
+that leaves) ends without its final body message: its ``Content-Length``
+was declared, so granian cuts the connection and no client takes it for
+complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from eggproxy.config import Config
+from eggproxy.errors import EggproxyError
+from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
+from eggproxy.mediatypes import choose_format
+from eggproxy.names import NormalizedName
+from eggproxy.proxy import Proxy
+from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
+from eggproxy.routes import FileRoute, Redirect, RootRoute, Route, route
+from eggproxy.standalone.accesslog import AccessLog
+from eggproxy.standalone.files import FileSender
+from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
+
+log = logging.getLogger("eggproxy.server")
+
+
+class App:
+    """The ASGI application serving one cache directory."""
+
+    def __init__(
+        self,
+        config: Config,
+        proxy: Proxy | None = None,
+        threads: int = 64,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.config = config
+        self.proxy = proxy or Proxy(config)
+        self.prefix = config.prefix
+        self.access_log = access_log
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="eggproxy-miss")
+        self.files = FileSender()
+        # Routing and negotiation are pure: remember recent answers.
+        self.route = functools.lru_cache(maxsize=4096)(self._route)
+        self.negotiate = functools.lru_cache(maxsize=256)(choose_format)
+
+    def _route(self, path: str) -> Route | EggproxyError:
+        try:
+            return route(path, self.prefix)
+        except EggproxyError as exc:
+            return exc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                log.debug("worker %d ready", os.getpid())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def close(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
+        # Downloads still running are aborted; their partial files removed.
+        self.proxy.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.files.close()
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = Request(scope, receive, send)
+        status, size, outcome = await self.handle(request)
+        if self.access_log is not None:
+            client = scope.get("client")
+            self.access_log.add(
+                client[0] if client else "-",
+                request.method,
+                request.path,
+                scope["http_version"],
+                status,
+                size,
+                time.perf_counter() - started,
+                outcome,
+            )
+
+    async def handle(self, request: Request) -> tuple[int, int, str]:
+        """Answer one request; return (status, body bytes, hit/miss/stale/...)."""
+        if request.method not in ("GET", "HEAD"):
+            status = await self.error(request, METHOD_NOT_ALLOWED, [("allow", ALLOWED_METHODS)])
+            return status, 0, "-"
+        target = self.route(request.path)
+        if isinstance(target, EggproxyError):
+            return await self.error(request, error_reply(target)), 0, "-"
+        try:
+            if isinstance(target, Redirect):
+                await request.respond(301, [("location", target.location), ("content-length", "0")])
+                return 301, 0, "-"
+            if isinstance(target, FileRoute):
+                return await self.file(request, target.project, target.filename)
+            project = None if isinstance(target, RootRoute) else target.project
+            return await self.page(request, project)
+        except EggproxyError as exc:
+            return await self.error(request, error_reply(exc)), 0, "error"
+
+    async def error(self, request: Request, reply: ErrorReply, extra: Headers | None = None) -> int:
+        reply.log(log, request.method, request.path)
+        return await request.text(reply.status, reply.message, extra)
+
+    async def page(self, request: Request, project: NormalizedName | None) -> tuple[int, int, str]:
+        fmt, content_type = self.negotiate(request.headers.get("accept"))
+        result = self.proxy.fresh_page(project, fmt)
+        if result is None:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self.pool, self.proxy.page, project, fmt)
+        headers = [
+            ("content-type", content_type),
+            # PEP 691: one URL, two formats; shared caches must key on Accept.
+            ("vary", "Accept"),
+            ("cache-control", page_cache_control(result.max_age)),
+        ]
+        if result.warning:
+            headers.append(("warning", stale_warning(result.warning)))
+        st = result.stat or result.path.stat()
+        status, size = await self.files.send(request, result.path, st, headers)
+        return status, size, result.outcome
+
+    async def file(
+        self, request: Request, project: NormalizedName, filename: str
+    ) -> tuple[int, int, str]:
+        headers = [("content-type", file_content_type(filename)), ("cache-control", IMMUTABLE)]
+        cached = self.proxy.cached_file(project, filename)
+        if cached is None:
+            return await self.miss(request, project, filename, headers)
+        status, size = await self.files.send(request, *cached, headers)
+        return status, size, "hit"
+
+    async def miss(
+        self, request: Request, project: NormalizedName, filename: str, headers: Headers
+    ) -> tuple[int, int, str]:
+        loop = asyncio.get_running_loop()
+        if request.method == "HEAD":
+            # Tell what a GET would get without downloading anything.
+            wanted = await loop.run_in_executor(self.pool, self.proxy.wanted, project, filename)
+            if wanted.size is not None:
+                headers.append(("content-length", str(wanted.size)))
+            await request.respond(200, headers)
+            return 200, 0, "miss"
+        result = await loop.run_in_executor(self.pool, self.proxy.open_file, project, filename)
+        if result.stream is None:  # complete already (a fast or concurrent download)
+            status, size = await self.files.send(request, result.path, result.path.stat(), headers)
+            return status, size, "miss"
+        headers.append(("content-length", str(result.size)))
+        await request.start(200, headers)
+        sent, complete = await self.files.pump(request, result.stream, result.path.name)
+        return 200, sent, "miss" if complete else "aborted"
