@@ -3,7 +3,7 @@
 
 Not a test: pytest never collects it (``tests/`` is the only test path).  Run::
 
-    python bench/run.py [--workers N] [--duration SECONDS] ...
+    python -m bench.run [--workers N] [--duration SECONDS] ...
 
 It prints, in one run:
 
@@ -29,7 +29,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,20 +39,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from tests.integration.fixtures import build_wheel
+from tests.integration.upstream import Upstream
+from tests.support import children, free_port, granian_workers, is_proxy_variable, stop_process
+
 HERE: Final = Path(__file__).resolve().parent
 REPO: Final = HERE.parent
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-
-from fixtures import build_wheel  # noqa: E402
-from standalone import children, granian_workers, stop_process  # noqa: E402
-from upstream import Upstream  # noqa: E402
 
 JSON_ACCEPT: Final = "application/vnd.pypi.simple.v1+json"
 HTML_ACCEPT: Final = "text/html"
 PREFIX: Final = "/simple/"
 READY_TIMEOUT: Final = 20.0  # seconds for a server to answer after start
 INSTALL_TIMEOUT: Final = 300.0  # seconds for one pip/uv install
-PROXY_VARS: Final = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 
 PAGE_PROJECT: Final = "benchpage"
 FILE_PROJECT: Final = "benchfile"
@@ -71,18 +68,12 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without pip, uv, eggproxy or proxy settings."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PIP_", "UV_", "EGGPROXY_")) and key.lower() not in PROXY_VARS
+        if not key.startswith(("PIP_", "UV_", "EGGPROXY_")) and not is_proxy_variable(key)
     }
     env.pop("VIRTUAL_ENV", None)
     env.update(extra or {})

@@ -29,6 +29,8 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.support import free_port
+
 APACHE = Path("/usr/sbin/apache2")
 MODS_AVAILABLE = Path("/etc/apache2/mods-available")
 MOD_PYTHON = Path("/usr/lib/apache2/modules/mod_python.so")
@@ -125,12 +127,6 @@ def install_site(env: Mapping[str, str] | None = None) -> Path:
         shutil.rmtree(site, ignore_errors=True)
         raise RuntimeError(f"eggproxy does not import in {SYSTEM_PYTHON}:\n{result.stderr}")
     return site
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load_modules() -> str:

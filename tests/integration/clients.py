@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from tests.support import is_proxy_variable
+
 # Taken at import, before any fixture cleans the environment: tool installs need this
 # machine's normal pip settings (find-links, constraints, certificates).
 NORMAL_ENVIRON: Final = dict(os.environ)
 Args = Sequence[str | Path]  # a command line
 CLIENT_TIMEOUT: Final = 600.0  # seconds for one client run: a guard against hangs, not a limit
-PROXY_VARIABLES: Final = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 DROPPED_PREFIXES: Final = ("PIP_", "UV_", "EGGPROXY_", "PYTHON", "BUILDOUT_", "SETUPTOOLS_")
 DROPPED_NAMES: Final = {"VIRTUAL_ENV", "CONDA_PREFIX", "DISTUTILS_USE_SDK", "__PYVENV_LAUNCHER__"}
 EASY_INSTALL_VERSION: Final = "79.0.1"  # the newest setuptools whose easy_install still runs
@@ -207,7 +208,7 @@ class IndexClients:
             for key, value in os.environ.items()
             if not key.startswith(DROPPED_PREFIXES)
             and key not in DROPPED_NAMES
-            and key.lower() not in PROXY_VARIABLES
+            and not is_proxy_variable(key)
         }
         env.update(
             HOME=str(self.home),

@@ -26,12 +26,12 @@ import pytest
 import standalone
 from clients import ClientTools
 from fixtures import build_projects
+from tests.support import is_proxy_variable
 from upstream import Upstream
 
 # Taken at import, before ``clean_environment`` runs: installing the mod_python site needs
 # this machine's normal pip configuration.
 ORIGINAL_ENVIRON = dict(os.environ)
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see no proxy settings and no ``PIP_*`` variables of this machine."""
     for name in list(os.environ):
-        if name.startswith("PIP_") or name.lower() in PROXY_VARIABLES:
+        if name.startswith("PIP_") or is_proxy_variable(name):
             monkeypatch.delenv(name)
 
 

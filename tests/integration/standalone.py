@@ -14,104 +14,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import requests
+from tests import support
+from tests.support import free_port, granian_workers, stop_process
 
 READY_TIMEOUT: Final = 20.0  # seconds for the server to answer after start
-STOP_TIMEOUT: Final = 30.0  # seconds after SIGTERM before SIGKILL
+STOP_TIMEOUT: Final = support.STOP_TIMEOUT
 CLIENT_TIMEOUT: Final = 60.0  # seconds for one client request (catches a hang, times nothing)
 PROBE_PATH: Final = "/not-the-index"  # answered 404 without contacting the upstream
-_PROXY_VARS: Final = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without pip, proxy and eggproxy settings."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PIP_", "EGGPROXY_")) and key.lower() not in _PROXY_VARS
-    }
-    env.update(extra or {})
-    return env
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (from ``/proc``; empty if it is gone)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            found += [int(p) for p in task.read_text().split()]
-    return sorted(set(found))
-
-
-def proc_status(pid: int, field: str) -> int:
-    """A ``kB`` field of ``/proc/<pid>/status`` (e.g. ``VmHWM``), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key == field:
-            return int(value.split()[0]) * 1024
-    raise KeyError(field)
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def granian_workers(pid: int) -> list[int]:
-    """Granian's worker processes under main process ``pid`` (not multiprocessing helpers)."""
-    found = []
-    for child in children(pid):
-        with contextlib.suppress(OSError):
-            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-    return found
-
-
-def stop_process(
-    proc: subprocess.Popen[bytes], extra: Sequence[int], sig: int, timeout: float = STOP_TIMEOUT
-) -> int:
-    """Signal ``proc``, wait (bounded), then SIGKILL it and the listed PIDs still alive.
-
-    Returns its exit code (negative: killed by that signal).
-    """
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(10)
-    # Workers left behind by a killed main process are ours to end too.
-    for pid in extra:
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    return proc.returncode
+    return support.clean_env(extra)
 
 
 class StandaloneServer:

@@ -22,12 +22,12 @@ from standalone import (
     fetch_concurrently,
     file_url,
     leftovers,
-    proc_status,
     raw_request,
     sha256,
     start_serve,
     wait_until,
 )
+from tests.support import proc_status
 from upstream import Upstream
 
 pytestmark = pytest.mark.integration
