@@ -13,6 +13,8 @@ The URL space is the disk, so a static web server can answer every hit::
         .upstream.json        the page as the upstream gave it (absolute URLs)
         <file>                a verified distribution file, immutable
         <file>.metadata       its PEP 658 core metadata, verified
+        .withheld/<file>      a verified file no longer offered (removed upstream,
+                              project quarantined): out of the URL space, kept
         .<name>.lock          flock(2) lock coordinating processes
         .<name>.part          a download in progress (never served)
         .<name>.size          its expected size, for followers streaming it
@@ -32,7 +34,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -47,6 +49,7 @@ LAYOUT_VERSION: Final = "1"
 LAYOUT_MARKER: Final = ".eggproxy-layout"
 STATE: Final = ".state.json"
 UPSTREAM: Final = ".upstream.json"
+WITHHELD: Final = ".withheld"
 PAGE_FILES: Final[dict[Format, str]] = {"html": "index.html", "json": "index.json"}
 
 
@@ -65,6 +68,7 @@ class PageState:
     url: str
     etag: str | None = None
     serial: int | None = None
+    gone_since: float | None = None  # when the upstream first answered 404
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -76,6 +80,7 @@ class PageState:
             url=str(raw["url"]),
             etag=raw.get("etag"),
             serial=raw.get("serial"),
+            gone_since=raw.get("gone_since"),
         )
 
 
@@ -227,6 +232,49 @@ class Cache:
         write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
         # The JSON page's mtime is the page's fetch time: written last.
         write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+
+    def write_state(self, project: NormalizedName | None, state: PageState) -> None:
+        write_atomic(self.project_dir(project) / STATE, state.to_json())
+
+    def remove_page(self, project: NormalizedName) -> None:
+        """Remove a project's pages, stored copy and state (its files stay)."""
+        directory = self.root / project
+        # The JSON page first: without it the project no longer counts as cached.
+        for name in (PAGE_FILES["json"], PAGE_FILES["html"], UPSTREAM, STATE):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
+
+    def withheld_path(self, project: NormalizedName, filename: str) -> Path:
+        return self.root / project / WITHHELD / filename
+
+    def withhold(self, project: NormalizedName, filenames: Iterable[str]) -> list[str]:
+        """Move cached files out of the URL space (a static server no longer sees them)."""
+        moved = []
+        for filename in filenames:
+            for name in (filename, filename + ".metadata"):
+                source = self.file_path(project, name)
+                if not source.exists():
+                    continue
+                target = self.withheld_path(project, name)
+                target.parent.mkdir(exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(source, target)
+                    moved.append(name)
+        return moved
+
+    def restore(self, project: NormalizedName, filenames: Iterable[str]) -> list[str]:
+        """Put withheld files back in place (offered again)."""
+        restored = []
+        for filename in filenames:
+            for name in (filename, filename + ".metadata"):
+                source = self.withheld_path(project, name)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(source, self.file_path(project, name))
+                    restored.append(name)
+        return restored
+
+    def is_withheld(self, project: NormalizedName, filename: str) -> bool:
+        return self.withheld_path(project, filename).exists()
 
     def touch_page(self, project: NormalizedName | None, fetched: float) -> None:
         """Mark a page revalidated (the upstream answered 304 Not Modified)."""

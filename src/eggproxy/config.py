@@ -72,6 +72,11 @@ class Config:
     update_concurrency: int = 8
     bind: str = DEFAULT_BIND
     workers: int = 1
+    # Keep offering cached files that the upstream no longer lists (old pins).
+    serve_removed: bool = False
+    # Seconds a cached project whose upstream answers 404 is still served
+    # (stale, with a warning) before its pages are removed.
+    gone_grace: float = 7 * 86400.0
     path: Path | None = None  # the file it was read from, if any
     sources: tuple[SourceConfig, ...] = ()  # [source:*] sections, in file order
 
@@ -292,6 +297,36 @@ def _parse_prefix(key: str, value: str) -> str:
     return value
 
 
+_TRUE: Final = ("1", "yes", "true", "on")
+_FALSE: Final = ("0", "no", "false", "off")
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(f"expected yes or no, got {value.strip()}", key=key)
+
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(key: str, value: str) -> float:
+    """Seconds from ``3600``, ``90s``, ``30m``, ``36h``, ``7d`` or ``2w``."""
+    text = value.strip().lower()
+    unit = _UNITS.get(text[-1:], 0) if text else 0
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ConfigError(
+            f"expected a duration like 3600, 36h or 7d, got {value.strip()}", key=key
+        ) from None
+    if seconds < 0:
+        raise ConfigError(f"must not be negative: {value.strip()}", key=key)
+    return seconds
+
+
 def _parse_bind(key: str, value: str) -> str:
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -309,4 +344,6 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "update_concurrency": _number(int, 1),
     "bind": _parse_bind,
     "workers": _number(int, 1),
+    "serve_removed": _parse_bool,
+    "gone_grace": parse_duration,
 }

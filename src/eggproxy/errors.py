@@ -8,7 +8,8 @@
     │   └── InvalidName        a project or file name that is not valid
     ├── NotFound               nothing there (404)
     │   ├── ProjectNotFound    the upstream does not know the project
-    │   └── FileNotListed      the project's page does not list that file
+    │   ├── FileNotListed      the project's page does not list that file
+    │   └── FileWithheld       cached, but no longer offered (removed upstream, quarantined)
     └── UpstreamError          the upstream failed us (502)
         ├── UpstreamUnavailable  down, refused, timed out or 5xx (504/502)
         ├── MalformedPage        a page we cannot parse
@@ -76,6 +77,16 @@ class FileNotListed(NotFound):
         self.project = project
         self.filename = filename
         super().__init__(f"{filename} is not listed on the page of {project}")
+
+
+class FileWithheld(NotFound):
+    """A cached file that is no longer offered, and why."""
+
+    def __init__(self, project: str, filename: str, reason: str) -> None:
+        self.project = project
+        self.filename = filename
+        self.reason = reason
+        super().__init__(f"{filename} of {project} is not offered: {reason}")
 
 
 class UpstreamError(EggproxyError):

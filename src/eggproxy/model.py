@@ -7,8 +7,18 @@ every attribute the upstream gave survives the trip.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+
+class ProjectStatus(enum.Enum):
+    """PEP 792 project status markers (no marker: active)."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"  # no new releases expected; files still offered
+    QUARANTINED = "quarantined"  # unsafe (malware): an index offers no file of it
+    DEPRECATED = "deprecated"  # obsolete; files still offered
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,8 @@ class DistFile:
     size: int | None = None  # PEP 700
     upload_time: str | None = None  # PEP 700, ISO 8601 as the upstream wrote it
     source: str | None = None  # the configured source that listed it
+    # When the upstream stopped listing it (ISO 8601); kept while it is cached.
+    removed: str | None = None
 
     @property
     def metadata_url(self) -> str:
@@ -45,6 +57,8 @@ class ProjectPage:
     alternate_locations: tuple[str, ...] = ()  # PEP 708
     last_serial: int | None = None
     sources: tuple[str, ...] = ()  # the configured source(s) that provided the page
+    status: ProjectStatus | None = None  # PEP 792; None: no marker given
+    status_reason: str | None = None  # PEP 792, free text for people
 
     def file(self, filename: str) -> DistFile | None:
         """Return the file called ``filename``, if the page lists it."""

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from eggproxy.errors import MalformedPage
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.model import DistFile, IndexPage, ProjectPage, ProjectStatus
 
 # --- HTML (PEP 503, with PEP 592/658/708/714 attributes) -------------------
 
@@ -112,12 +112,26 @@ def project_from_html(text: str, base_url: str, name: str) -> ProjectPage:
             )
         )
     meta = collector.meta
+    values = dict(meta)
     return ProjectPage(
         name=name,
         files=tuple(files),
         tracks=tuple(c for n, c in meta if n == "pypi:tracks"),
         alternate_locations=tuple(c for n, c in meta if n == "pypi:alternate-locations"),
+        # PEP 792: the status and its reason travel as meta tags in HTML.
+        status=_status(values.get("pypi:project-status")),
+        status_reason=values.get("pypi:project-status-reason") or None,
     )
+
+
+def _status(value: object) -> ProjectStatus | None:
+    """A PEP 792 status; an unknown one is taken as no marker (PEP 792: active)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return ProjectStatus(value.strip().lower())
+    except ValueError:
+        return None
 
 
 def index_from_html(text: str) -> IndexPage:
@@ -183,6 +197,7 @@ def _json_file(item: Any, base_url: str) -> DistFile:
         size=size,
         upload_time=upload_time if isinstance(upload_time, str) else None,
         source=item["_source"] if isinstance(item.get("_source"), str) else None,
+        removed=item["_removed"] if isinstance(item.get("_removed"), str) else None,
     )
 
 
@@ -202,6 +217,9 @@ def project_from_json(text: str, base_url: str, name: str | None = None) -> Proj
     meta = data["meta"]
     files = tuple(_json_file(item, base_url) for item in _expect(data.get("files"), list, "files"))
     versions = data.get("versions")
+    status = data.get("project-status")
+    status = status if isinstance(status, dict) else {}
+    reason = status.get("reason")
     return ProjectPage(
         name=str(data.get("name") or name or ""),
         files=files,
@@ -210,6 +228,9 @@ def project_from_json(text: str, base_url: str, name: str | None = None) -> Proj
         alternate_locations=_strings(data.get("alternate-locations", []), "alternate-locations"),
         last_serial=_serial(meta),
         sources=tuple(meta["_source"].split("+")) if isinstance(meta.get("_source"), str) else (),
+        # PEP 792: {"status": ..., "reason": ...}
+        status=_status(status.get("status")),
+        status_reason=reason if isinstance(reason, str) and reason else None,
     )
 
 

@@ -16,22 +16,32 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import requests
 
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
-from eggproxy.errors import FileNotListed, MalformedPage, UpstreamError, UpstreamUnavailable
+from eggproxy.errors import (
+    FileNotListed,
+    FileWithheld,
+    MalformedPage,
+    ProjectNotFound,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from eggproxy.mediatypes import Format
-from eggproxy.model import DistFile, ProjectPage
+from eggproxy.model import DistFile, IndexPage, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
 from eggproxy.parse import project_from_json
+from eggproxy.policy import offered, withheld_reason
 from eggproxy.render import index_html, index_json_bytes, project_html, project_json_bytes
 from eggproxy.sources.aggregate import build_sources
+from eggproxy.sources.base import Fetched
 from eggproxy.sources.local import LocalSource
 from eggproxy.sources.remote import make_session
 
@@ -157,6 +167,12 @@ class Proxy:
         snapshot = self.cache.snapshot(project)
         try:
             changed = self._refresh_locked(project, snapshot)
+        except ProjectNotFound:
+            if project is None or self.cache.page_mtime(project) is None:
+                raise
+            # Within gone_grace: a 404 may be a hiccup or a takedown under review.
+            warning = "project not found upstream; served from the cache"
+            return PageResult(self.cache.page_path(project, fmt), "stale", 0, warning=warning)
         except UpstreamError as exc:
             if not snapshot.cached:
                 raise
@@ -179,33 +195,97 @@ class Proxy:
         # Without a complete cached page, a 304 would leave us nothing to serve.
         etag = old.state.etag if old.state is not None and old.complete else None
         started = self.clock()
-        fetched = (
-            self.sources.fetch_project(project, etag)
-            if project is not None
-            else self.sources.fetch_index(etag)
-        )
+        if project is None:
+            index = self.sources.fetch_index(etag)
+            if index.page is None:  # 304 Not Modified
+                self.cache.touch_page(None, started)
+                return False
+            _check_serial(old, index.serial, index.url)
+            html, json_page = index_html(index.page), index_json_bytes(index.page)
+            self._write(None, html, json_page, None, index, started)
+            return True
+        try:
+            fetched = self.sources.fetch_project(project, etag)
+        except ProjectNotFound:
+            if old.cached:
+                self._gone(project, old, started)
+            raise
         if fetched.page is None:  # 304 Not Modified
             self.cache.touch_page(project, started)
             return False
-        previous = old.state.serial if old.state is not None else None
-        if previous and fetched.serial and fetched.serial < previous:
-            # A mirror behind the one we saw last time: keep the newer page.
-            raise UpstreamError(
-                f"upstream serial went backwards ({fetched.serial} < {previous})",
-                url=fetched.url,
-            )
+        _check_serial(old, fetched.serial, fetched.url)
+        page = self._keep_removed(project, fetched.page, old)
+        view = offered(page, self.config)
+        # Files not offered leave the URL space before the page stops listing them.
+        self._place_files(project, page, view)
+        html, json_page = project_html(view), project_json_bytes(view)
+        self._write(
+            project, html, json_page, project_json_bytes(page, relative=False), fetched, started
+        )
+        return True
+
+    def _write(
+        self,
+        project: NormalizedName | None,
+        html: bytes,
+        json_page: bytes,
+        upstream: bytes | None,
+        fetched: Fetched[ProjectPage] | Fetched[IndexPage],
+        started: float,
+    ) -> None:
         state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial)
-        page = fetched.page
-        if isinstance(page, ProjectPage):
-            html, json_page = project_html(page), project_json_bytes(page)
-            upstream: bytes | None = project_json_bytes(page, relative=False)
-        else:
-            html, json_page, upstream = index_html(page), index_json_bytes(page), None
         self.cache.write_page(
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
         )
         log.info("fetched page of %s from %s", project or "root", fetched.url)
-        return True
+
+    def _keep_removed(
+        self, project: NormalizedName, page: ProjectPage, old: Snapshot
+    ) -> ProjectPage:
+        """Add the cached files the upstream stopped listing, marked ``removed``."""
+        previous = self._upstream_page(project) if old.has_upstream else None
+        if previous is None:
+            return page
+        listed = {f.filename for f in page.files}
+        now = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kept = [
+            f if f.removed else replace(f, removed=now)
+            for f in previous.files
+            if f.filename not in listed
+            and (
+                self.cache.file_path(project, f.filename).exists()
+                or self.cache.is_withheld(project, f.filename)
+            )
+        ]
+        for dist in kept:
+            if dist.removed == now:
+                log.warning("%s of %s was removed from the upstream index", dist.filename, project)
+        return replace(page, files=(*page.files, *kept)) if kept else page
+
+    def _place_files(self, project: NormalizedName, page: ProjectPage, view: ProjectPage) -> None:
+        """Withhold cached files the view no longer offers; restore those it offers again."""
+        shown = {f.filename for f in view.files}
+        hidden = [f.filename for f in page.files if f.filename not in shown]
+        moved = self.cache.withhold(project, hidden)
+        if moved:
+            log.warning(
+                "withheld %d cached file(s) of %s: %s", len(moved), project, ", ".join(moved)
+            )
+        self.cache.restore(project, sorted(shown))
+
+    def _gone(self, project: NormalizedName, old: Snapshot, now: float) -> None:
+        """The upstream answered 404 for a cached project: remember since when; expire it."""
+        state = old.state or PageState(url="")
+        since = state.gone_since if state.gone_since is not None else now
+        if now - since < self.config.gone_grace:
+            if state.gone_since is None:
+                self.cache.write_state(project, replace(state, gone_since=since))
+            return
+        page = self._upstream_page(project)
+        if page is not None:
+            self.cache.withhold(project, [f.filename for f in page.files])
+        self.cache.remove_page(project)
+        log.warning("removed the pages of %s: not found upstream since %s", project, since)
 
     # --- files ---------------------------------------------------------------
 
@@ -253,12 +333,13 @@ class Proxy:
         return Wanted(dist.metadata_url, target, hashes, opener)
 
     def _listed(self, project: NormalizedName, filename: str) -> DistFile:
+        """The entry of a file the project's page offers, asking upstream if need be."""
         page = self._upstream_page(project)
-        dist = page.file(filename) if page is not None else None
+        dist = self._offered(page, filename)
         if dist is not None:
             return dist
         if page is not None and self.fresh_page(project, "json") is not None:
-            raise FileNotListed(project, filename)  # a fresh page knows
+            self._not_offered(project, filename, page)  # a fresh page knows
         # Not cached, or a stale page may predate the file: ask upstream.
         if page is None and self.cache.page_mtime(project) is not None:
             self.refresh(project)  # pages cached but their upstream copy lost
@@ -268,10 +349,21 @@ class Proxy:
                 # We cannot tell whether the file exists: say why, not 404.
                 raise UpstreamUnavailable(result.warning)
         page = self._upstream_page(project)
-        dist = page.file(filename) if page is not None else None
+        dist = self._offered(page, filename)
         if dist is None:
-            raise FileNotListed(project, filename)
+            self._not_offered(project, filename, page)
         return dist
+
+    def _offered(self, page: ProjectPage | None, filename: str) -> DistFile | None:
+        return offered(page, self.config).file(filename) if page is not None else None
+
+    def _not_offered(
+        self, project: NormalizedName, filename: str, page: ProjectPage | None
+    ) -> NoReturn:
+        reason = withheld_reason(page, page.file(filename) if page is not None else None)
+        if reason is not None:
+            raise FileWithheld(project, filename, reason)
+        raise FileNotListed(project, filename)
 
     def _upstream_page(self, project: NormalizedName) -> ProjectPage | None:
         data = self.cache.read_upstream(project)
@@ -282,3 +374,10 @@ class Proxy:
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None
+
+
+def _check_serial(old: Snapshot, serial: int | None, url: str) -> None:
+    previous = old.state.serial if old.state is not None else None
+    if previous and serial and serial < previous:
+        # A mirror behind the one we saw last time: keep the newer page.
+        raise UpstreamError(f"upstream serial went backwards ({serial} < {previous})", url=url)

@@ -25,9 +25,12 @@ _FRAGMENT_HASHES: Final = ("sha256", "sha512", "sha384", "sha224", "sha1", "md5"
 
 def _api_version(page: ProjectPage) -> str:
     # PEP 700 (1.1) makes ``size`` mandatory; PEP 708 (1.2) adds tracks and
-    # alternate locations.  Claim only what this page can honour.
+    # alternate locations; PEP 792 (1.4) project status.  Claim only what this
+    # page can honour.
     if any(f.size is None for f in page.files):
         return "1.0"
+    if page.status is not None:
+        return "1.4"
     if page.tracks or page.alternate_locations:
         return "1.2"
     return "1.1"
@@ -90,12 +93,19 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
             item["upload-time"] = dist.upload_time
         if dist.source and not relative:  # kept in the stored copy, to fetch it again
             item["_source"] = dist.source
+        if dist.removed:  # gone upstream, still cached (see serve_removed)
+            item["_removed"] = dist.removed
         files.append(item)
     # PEP 691: "name" is the normalized name of the project.
     data: dict[str, Any] = {"meta": meta, "name": canonicalize_name(page.name), "files": files}
     data["versions"] = page_versions(page)
     if page.alternate_locations:
         data["alternate-locations"] = list(page.alternate_locations)
+    if page.status is not None:
+        status: dict[str, str] = {"status": page.status.value}
+        if page.status_reason:
+            status["reason"] = page.status_reason
+        data["project-status"] = status
     return data
 
 
@@ -114,6 +124,11 @@ def project_html(page: ProjectPage) -> bytes:
         f'<meta name="pypi:alternate-locations" content="{escape(a)}">'
         for a in page.alternate_locations
     ]
+    if page.status is not None:  # PEP 792
+        head.append(f'<meta name="pypi:project-status" content="{page.status.value}">')
+        if page.status_reason:
+            reason = escape(page.status_reason)
+            head.append(f'<meta name="pypi:project-status-reason" content="{reason}">')
     lines = ["<!DOCTYPE html>", "<html>", "<head>", *head]
     if page.sources:
         served = escape("+".join(page.sources)).replace("--", "")

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.model import DistFile, IndexPage, ProjectPage, ProjectStatus
 from eggproxy.parse import index_from_html, project_from_html, project_from_json
 from eggproxy.render import (
     index_html,
@@ -93,3 +93,32 @@ def test_root_page_escapes_hostile_names() -> None:
 def test_json_name_is_normalised() -> None:
     page = ProjectPage("Foo.Bar", (DistFile("foo_bar-1.0.tar.gz", "https://x/foo_bar-1.0.tar.gz"),))
     assert project_json(page)["name"] == "foo-bar"
+
+
+def test_project_status_round_trips_in_both_formats() -> None:
+    # PEP 792: a JSON object and two HTML meta tags; api-version 1.4.
+    page = ProjectPage(
+        name="old",
+        files=(DistFile("old-1.0.tar.gz", "https://f.test/old-1.0.tar.gz", size=3),),
+        status=ProjectStatus.ARCHIVED,
+        status_reason='no longer "maintained"',
+    )
+    data = json.loads(project_json_bytes(page))
+    assert data["meta"]["api-version"] == "1.4"
+    assert data["project-status"] == {"status": "archived", "reason": 'no longer "maintained"'}
+    again = project_from_json(project_json_bytes(page).decode(), "https://x.test/old/")
+    assert (again.status, again.status_reason) == (page.status, page.status_reason)
+    html = project_from_html(project_html(page).decode(), "https://x.test/old/", "old")
+    assert (html.status, html.status_reason) == (page.status, page.status_reason)
+
+
+def test_unknown_project_status_is_no_marker() -> None:
+    text = json.dumps(
+        {
+            "meta": {"api-version": "1.4"},
+            "name": "x",
+            "files": [],
+            "project-status": {"status": "?"},
+        }
+    )
+    assert project_from_json(text, "https://x.test/x/").status is None
