@@ -276,6 +276,36 @@ class Cache:
     def is_withheld(self, project: NormalizedName, filename: str) -> bool:
         return self.withheld_path(project, filename).exists()
 
+    def write_root(
+        self, chunks: Iterable[tuple[bytes, bytes]], *, state: PageState, fetched: float
+    ) -> None:
+        """Store the root page from (HTML, JSON) chunks, streamed to disk as they come.
+
+        Both pages are complete temporary files before either replaces the old
+        one (HTML first, the JSON page's mtime last, as in :meth:`write_page`).
+        """
+        temps: list[str] = []
+        try:
+            handles = []
+            for _fmt in FORMATS:
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+                temps.append(tmp)
+                handles.append(os.fdopen(fd, "wb"))
+            html, json_page = handles
+            with html, json_page:
+                for html_chunk, json_chunk in chunks:
+                    html.write(html_chunk)
+                    json_page.write(json_chunk)
+            write_atomic(self.root / STATE, state.to_json())
+            for tmp, fmt in zip(temps, FORMATS, strict=True):
+                os.chmod(tmp, 0o644)
+                os.utime(tmp, (fetched, fetched))
+                os.replace(tmp, self.root / PAGE_FILES[fmt])
+        finally:
+            for tmp in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
     def touch_page(self, project: NormalizedName | None, fetched: float) -> None:
         """Mark a page revalidated (the upstream answered 304 Not Modified)."""
         for fmt in FORMATS:

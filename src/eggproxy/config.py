@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from packaging.utils import canonicalize_name
@@ -77,6 +77,9 @@ class Config:
     # Seconds a cached project whose upstream answers 404 is still served
     # (stale, with a warning) before its pages are removed.
     gone_grace: float = 7 * 86400.0
+    # eggproxy update: "auto" uses the root page's serials with many due pages.
+    update_via_root: Literal["auto", "yes", "no"] = "auto"
+    update_retries: int = 2  # retries of a page on 5xx or a timeout, with backoff
     path: Path | None = None  # the file it was read from, if any
     sources: tuple[SourceConfig, ...] = ()  # [source:*] sections, in file order
 
@@ -297,6 +300,13 @@ def _parse_prefix(key: str, value: str) -> str:
     return value
 
 
+def _parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    word = value.strip().lower()
+    if word not in choices:
+        raise ConfigError(f"expected one of {', '.join(choices)}, got {value.strip()}", key=key)
+    return word
+
+
 _TRUE: Final = ("1", "yes", "true", "on")
 _FALSE: Final = ("0", "no", "false", "off")
 
@@ -345,5 +355,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "bind": _parse_bind,
     "workers": _number(int, 1),
     "serve_removed": _parse_bool,
+    "update_via_root": lambda key, value: _parse_choice(key, value, ("auto", "yes", "no")),
+    "update_retries": _number(int, 0),
     "gone_grace": parse_duration,
 }

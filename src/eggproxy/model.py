@@ -68,6 +68,10 @@ class ProjectPage:
         return None
 
 
+# A project on the root page: its name as displayed, and its PEP 691 ``_last-serial``.
+IndexEntry = tuple[str, int | None]
+
+
 @dataclass(frozen=True)
 class IndexPage:
     """The root page: every project name the index lists."""

@@ -7,14 +7,17 @@ again raises :class:`~eggproxy.errors.MalformedPage`.
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
+import ijson
+
 from eggproxy.errors import MalformedPage
-from eggproxy.model import DistFile, IndexPage, ProjectPage, ProjectStatus
+from eggproxy.model import DistFile, IndexEntry, IndexPage, ProjectPage, ProjectStatus
 
 # --- HTML (PEP 503, with PEP 592/658/708/714 attributes) -------------------
 
@@ -138,6 +141,118 @@ def index_from_html(text: str) -> IndexPage:
     """Parse a PEP 503 root page: the anchor texts are the project names."""
     collector = _collect(text)
     return IndexPage(projects=tuple(label for _attrs, label in collector.anchors if label))
+
+
+class _NameCollector(HTMLParser):
+    """Anchor texts of a root page, handed out as the parser reaches them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.names: list[str] = []
+        self.meta: list[tuple[str, str]] = []
+        self.tags_seen = 0
+        self._text: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags_seen += 1
+        if tag == "a":
+            self._text = []
+        elif tag == "meta":
+            values = dict(attrs)
+            if values.get("name") and values.get("content") is not None:
+                self.meta.append((str(values["name"]), str(values["content"])))
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._text is not None:
+            name = "".join(self._text).strip()
+            if name:
+                self.names.append(name)
+            self._text = None
+
+
+def iter_index_html(chunks: Iterable[bytes], encoding: str = "utf-8") -> Iterator[IndexEntry]:
+    """Stream a PEP 503 root page: its project names as the bytes arrive.
+
+    The whole page is never held: a root page of 750,000 projects is tens of
+    megabytes, and only one chunk and the names of that chunk are in memory.
+    """
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise MalformedPage(f"unknown page encoding {encoding}") from None
+    collector = _NameCollector()
+    checked = False
+    try:
+        for chunk in chunks:
+            collector.feed(decoder.decode(chunk))
+            if not checked and collector.tags_seen:
+                _check_repository_version(collector.meta)
+                checked = bool(collector.names)
+            yield from ((name, None) for name in collector.names)
+            collector.names.clear()
+        collector.feed(decoder.decode(b"", final=True))
+        collector.close()
+    except (AssertionError, ValueError) as exc:  # html.parser's and the decoder's complaints
+        raise MalformedPage(f"unparseable HTML: {exc}") from None
+    if collector.tags_seen == 0:
+        raise MalformedPage("not an HTML page: no tags at all")
+    _check_repository_version(collector.meta)
+    yield from ((name, None) for name in collector.names)
+
+
+class _Reader:
+    """A file-like ``read`` over an iterator of chunks, for ijson."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._rest = b""
+
+    def read(self, size: int = -1) -> bytes:
+        # ijson reads 0 bytes first to tell bytes from text: give nothing away then.
+        if size == 0:
+            return b""
+        data = self._rest or next(self._chunks, b"")
+        if 0 < size < len(data):
+            data, self._rest = data[:size], data[size:]
+        else:
+            self._rest = b""
+        return data
+
+
+def iter_index_json(chunks: Iterable[bytes], meta: dict[str, Any]) -> Iterator[IndexEntry]:
+    """Stream a PEP 691 root page: each project's name and ``_last-serial``.
+
+    ``meta`` is filled with the page's ``meta`` keys as they are read (they
+    may come before or after the projects).  One project at a time is in
+    memory, parsed by ijson's C backend.
+    """
+    name: str | None = None
+    serial: int | None = None
+    try:
+        for prefix, event, value in ijson.parse(_Reader(chunks)):
+            if prefix == "projects.item":
+                if event == "start_map":
+                    name, serial = None, None
+                elif event == "end_map":
+                    if not isinstance(name, str):
+                        raise MalformedPage("projects[].name: missing")
+                    yield name, serial
+            elif prefix == "projects.item.name":
+                if event != "string":
+                    raise MalformedPage("projects[].name: not a string")
+                name = value
+            elif prefix == "projects.item._last-serial" and event == "number":
+                serial = int(value)
+            elif prefix.startswith("meta.") and event in ("string", "number"):
+                meta[prefix.removeprefix("meta.")] = value
+    except ijson.JSONError as exc:
+        raise MalformedPage(f"invalid JSON: {exc}") from None
+    if not str(meta.get("api-version", "")).startswith("1."):
+        raise MalformedPage("JSON page has no supported meta.api-version")
 
 
 # --- JSON (PEP 691, with PEP 592/658/700/708/714 keys) ---------------------

@@ -16,17 +16,19 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NoReturn
 
 import requests
+from packaging.utils import canonicalize_name
 
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
 from eggproxy.errors import (
+    EggproxyError,
     FileNotListed,
     FileWithheld,
     MalformedPage,
@@ -35,13 +37,13 @@ from eggproxy.errors import (
     UpstreamUnavailable,
 )
 from eggproxy.mediatypes import Format
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
-from eggproxy.parse import project_from_json
+from eggproxy.parse import iter_index_json, project_from_json
 from eggproxy.policy import offered, withheld_reason
-from eggproxy.render import index_html, index_json_bytes, project_html, project_json_bytes
+from eggproxy.render import index_pages, project_html, project_json_bytes
 from eggproxy.sources.aggregate import build_sources
-from eggproxy.sources.base import Fetched
+from eggproxy.sources.base import CHUNK_SIZE, Fetched
 from eggproxy.sources.local import LocalSource
 from eggproxy.sources.remote import make_session
 
@@ -59,6 +61,14 @@ class PageResult:
     max_age: int  # seconds of freshness left, for Cache-Control
     warning: str | None = None  # set when a stale page is served
     stat: os.stat_result | None = None  # of ``path``, when already taken
+
+
+@dataclass
+class SerialPlan:
+    """What the root page's serials say of the cached projects."""
+
+    check: list[NormalizedName] = field(default_factory=list)  # fetch these again
+    unchanged: list[NormalizedName] = field(default_factory=list)  # marked revalidated
 
 
 @dataclass(frozen=True)
@@ -196,14 +206,7 @@ class Proxy:
         etag = old.state.etag if old.state is not None and old.complete else None
         started = self.clock()
         if project is None:
-            index = self.sources.fetch_index(etag)
-            if index.page is None:  # 304 Not Modified
-                self.cache.touch_page(None, started)
-                return False
-            _check_serial(old, index.serial, index.url)
-            html, json_page = index_html(index.page), index_json_bytes(index.page)
-            self._write(None, html, json_page, None, index, started)
-            return True
+            return self._refresh_root(old, etag, started)
         try:
             fetched = self.sources.fetch_project(project, etag)
         except ProjectNotFound:
@@ -226,18 +229,33 @@ class Proxy:
 
     def _write(
         self,
-        project: NormalizedName | None,
+        project: NormalizedName,
         html: bytes,
         json_page: bytes,
-        upstream: bytes | None,
-        fetched: Fetched[ProjectPage] | Fetched[IndexPage],
+        upstream: bytes,
+        fetched: Fetched[ProjectPage],
         started: float,
     ) -> None:
         state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial)
         self.cache.write_page(
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
         )
-        log.info("fetched page of %s from %s", project or "root", fetched.url)
+        log.info("fetched page of %s from %s", project, fetched.url)
+
+    def _refresh_root(self, old: Snapshot, etag: str | None, started: float) -> bool:
+        """Stream the root page from its source to disk: never held whole in memory."""
+        fetched = self.sources.fetch_index(etag)
+        if fetched.page is None:  # 304 Not Modified
+            self.cache.touch_page(None, started)
+            return False
+        with fetched.page as listing:
+            _check_serial(old, fetched.serial, fetched.url)
+            state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial)
+            self.cache.write_root(
+                index_pages(listing, lambda: listing.last_serial), state=state, fetched=started
+            )
+        log.info("fetched the root page from %s", fetched.url)
+        return True
 
     def _keep_removed(
         self, project: NormalizedName, page: ProjectPage, old: Snapshot
@@ -286,6 +304,53 @@ class Proxy:
             self.cache.withhold(project, [f.filename for f in page.files])
         self.cache.remove_page(project)
         log.warning("removed the pages of %s: not found upstream since %s", project, since)
+
+    def serial_plan(
+        self, projects: list[NormalizedName], *, refresh_root: bool
+    ) -> SerialPlan | None:
+        """Which cached projects changed, by the PEP 691 root page's ``_last-serial``.
+
+        One root request (conditional) instead of one request per project:
+        a project whose serial on the root equals the one cached has not
+        changed, and its pages are marked revalidated as of the root's fetch.
+        ``None`` when the source offers no serials (or there are several
+        sources, whose serials say nothing of the union): revalidate each page.
+        """
+        if not self.sources.single or self.sources.entries[0].source.is_local:
+            return None
+        started = self.clock()
+        if refresh_root or self.cache.page_mtime(None) is None:
+            try:
+                self.refresh(None)
+            except EggproxyError as exc:
+                log.warning("root page not refreshed (%s): checking each page", exc)
+                return None
+        fetched_at = self.cache.page_mtime(None) or started
+        wanted = set(projects)
+        serials: dict[NormalizedName, int | None] = {}
+        offered_any = False
+        try:
+            with open(self.cache.page_path(None, "json"), "rb") as handle:
+                for name, serial in iter_index_json(iter(lambda: handle.read(CHUNK_SIZE), b""), {}):
+                    offered_any = offered_any or serial is not None
+                    key = canonicalize_name(name)
+                    if key in wanted:
+                        serials[key] = serial
+        except (OSError, MalformedPage) as exc:
+            log.warning("cached root page unreadable (%s): checking each page", exc)
+            return None
+        if not offered_any:
+            return None
+        plan = SerialPlan()
+        for project in projects:
+            state = self.cache.read_state(project)
+            root_serial, cached = serials.get(project), state.serial if state else None
+            if root_serial is None or cached is None or root_serial > cached:
+                plan.check.append(project)  # changed, missing from the root, or unknown
+            else:
+                self.cache.touch_page(project, fetched_at)
+                plan.unchanged.append(project)
+        return plan
 
     # --- files ---------------------------------------------------------------
 

@@ -9,14 +9,14 @@ the upstream's view (absolute URLs) beside the rendered pages.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from html import escape
 from typing import Any, Final
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.model import DistFile, IndexEntry, IndexPage, ProjectPage
 from eggproxy.names import dist_version
 
 # Hash preference for the URL fragment of PEP 503 (one fragment per link).
@@ -157,29 +157,53 @@ def project_html(page: ProjectPage) -> bytes:
     return "\n".join(lines).encode()
 
 
+_INDEX_HTML_HEAD: Final = (
+    b"<!DOCTYPE html>\n<html>\n<head>\n"
+    b'<meta name="pypi:repository-version" content="1.1">\n'
+    b"<title>Simple index</title>\n</head>\n<body>\n"
+)
+_INDEX_HTML_TAIL: Final = b"</body>\n</html>\n"
+_BATCH: Final = 1024  # projects rendered per chunk
+
+
+def index_pages(
+    entries: Iterable[IndexEntry], last_serial: Callable[[], int | None] = lambda: None
+) -> Iterator[tuple[bytes, bytes]]:
+    """The root page in both formats, one pass over its projects: (HTML, JSON) chunks.
+
+    Streams: a root page of 750,000 projects is rendered a batch at a time.
+    The JSON page's ``meta`` comes last, so that the upstream's own serial,
+    known only once its page has been read, can be carried through.
+    """
+    html: list[str] = []
+    json_parts: list[str] = []
+    yield _INDEX_HTML_HEAD, b'{"projects":['
+    first = True
+    for name, serial in entries:
+        html.append(f'<a href="{escape(canonicalize_name(name))}/">{escape(name)}</a><br>\n')
+        item: dict[str, Any] = {"name": name}
+        if serial is not None:
+            item["_last-serial"] = serial  # PEP 691 root, as the real index gives it
+        json_parts.append(("" if first else ",") + json.dumps(item, separators=(",", ":")))
+        first = False
+        if len(html) >= _BATCH:
+            yield "".join(html).encode(), "".join(json_parts).encode()
+            html.clear()
+            json_parts.clear()
+    meta: dict[str, Any] = {"api-version": "1.1"}
+    serial = last_serial()
+    if serial is not None:
+        meta["_last-serial"] = serial
+    tail = '],"meta":' + json.dumps(meta, separators=(",", ":")) + "}"
+    yield "".join(html).encode() + _INDEX_HTML_TAIL, ("".join(json_parts) + tail).encode()
+
+
 def index_json_bytes(index: IndexPage) -> bytes:
     """The PEP 691 root page, encoded."""
-    meta: dict[str, Any] = {"api-version": "1.0"}
-    if index.last_serial is not None:
-        meta["_last-serial"] = index.last_serial
-    projects = [{"name": name} for name in index.projects]
-    return json.dumps({"meta": meta, "projects": projects}, separators=(",", ":")).encode()
+    entries = ((name, None) for name in index.projects)
+    return b"".join(j for _h, j in index_pages(entries, lambda: index.last_serial))
 
 
 def index_html(index: IndexPage) -> bytes:
     """The PEP 503 root page: one relative link per project."""
-    lines = [
-        "<!DOCTYPE html>",
-        "<html>",
-        "<head>",
-        '<meta name="pypi:repository-version" content="1.0">',
-        "<title>Simple index</title>",
-        "</head>",
-        "<body>",
-    ]
-    lines += [
-        f'<a href="{escape(canonicalize_name(name))}/">{escape(name)}</a><br>'
-        for name in index.projects
-    ]
-    lines += ["</body>", "</html>", ""]
-    return "\n".join(lines).encode()
+    return b"".join(h for h, _j in index_pages((name, None) for name in index.projects))

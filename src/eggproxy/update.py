@@ -1,21 +1,33 @@
 """``eggproxy_update``: refresh what is cached, for cron.
 
 Every cached page (and the root page, if cached) older than
-``update_interval`` is revalidated with a conditional request, a bounded
-number at a time.  Files are immutable and never fetched again.
+``update_interval`` is revalidated, a bounded number at a time.  Where the
+source's PEP 691 root page gives each project's ``_last-serial``, one
+(conditional) request for it tells which cached projects changed, and only
+those are fetched again; otherwise each page is revalidated with a
+conditional request.  Failures on 5xx and timeouts are retried with
+exponential backoff and jitter.  Files are immutable and never fetched again.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Final
 
-from eggproxy.errors import EggproxyError, ProjectNotFound
+from eggproxy.errors import EggproxyError, ProjectNotFound, UpstreamUnavailable
 from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
 
 log = logging.getLogger(__name__)
+
+BACKOFF: Final = 0.5  # seconds before the first retry; doubled each time, with jitter
+# With this many due projects, one root page costs less than a request each.
+ROOT_THRESHOLD: Final = 200
 
 
 @dataclass
@@ -38,21 +50,45 @@ class Summary:
         return text
 
 
-def update(proxy: Proxy, *, max_age_seconds: float | None = None) -> Summary:
+def update(
+    proxy: Proxy,
+    *,
+    max_age_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Summary:
     """Revalidate every due page; never raises for one page's failure."""
     if max_age_seconds is None:
         max_age_seconds = proxy.config.update_interval * 3600
     summary = Summary()
     pages = proxy.due(max_age_seconds)
+    projects = [p for p in pages if p is not None]
+    use_root = proxy.config.update_via_root
+    if use_root == "yes" or (use_root == "auto" and len(projects) >= ROOT_THRESHOLD):
+        plan = proxy.serial_plan(projects, refresh_root=None in pages)
+        if plan is not None:
+            if None in pages:
+                summary.checked += 1
+                summary.unchanged += 1  # the root's own outcome is not told apart
+            summary.checked += len(plan.unchanged)
+            summary.unchanged += len(plan.unchanged)
+            pages = list(plan.check)
 
     def refresh(project: NormalizedName | None) -> tuple[NormalizedName | None, str]:
-        try:
-            return project, "changed" if proxy.refresh(project) else "unchanged"
-        except ProjectNotFound:
-            return project, "gone"
-        except EggproxyError as exc:
-            log.warning("update of %s failed: %s", project or "root page", exc)
-            return project, "failed"
+        for attempt in range(proxy.config.update_retries + 1):
+            try:
+                return project, "changed" if proxy.refresh(project) else "unchanged"
+            except ProjectNotFound:
+                return project, "gone"
+            except UpstreamUnavailable as exc:
+                if attempt == proxy.config.update_retries:
+                    log.warning("update of %s failed: %s", project or "root page", exc)
+                    break
+                # A busy or flaky upstream: back off, jittered so that threads spread out.
+                sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
+            except EggproxyError as exc:
+                log.warning("update of %s failed: %s", project or "root page", exc)
+                break
+        return project, "failed"
 
     with ThreadPoolExecutor(proxy.config.update_concurrency) as pool:
         for project, outcome in pool.map(refresh, pages):

@@ -6,10 +6,10 @@ import pytest
 
 from eggproxy.config import SourceConfig, SourceMode
 from eggproxy.errors import ProjectNotFound, UpstreamUnavailable
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import NormalizedName
 from eggproxy.sources.aggregate import Aggregator, Entry, merge_allowed
-from eggproxy.sources.base import Fetched, FileResponse
+from eggproxy.sources.base import Fetched, FileResponse, RootListing
 
 P = NormalizedName("shared")
 
@@ -33,8 +33,9 @@ class FakeSource:
             raise ProjectNotFound(project)
         return Fetched(url=f"{self.url}{project}/", page=self.pages[project], etag='"e"')
 
-    def fetch_index(self, etag: str | None = None) -> Fetched[IndexPage]:
-        return Fetched(url=self.url, page=IndexPage(tuple(p.name for p in self.pages.values())))
+    def fetch_index(self, etag: str | None = None) -> Fetched[RootListing]:
+        entries = [(p.name, 7) for p in self.pages.values()]
+        return Fetched(url=self.url, page=RootListing(entries))
 
     def open_file(self, url: str) -> FileResponse:
         raise NotImplementedError
@@ -144,4 +145,6 @@ def test_root_page_is_the_union() -> None:
     a = FakeSource("a", "https://a/simple/", {P: _page(), "x": ProjectPage("X")})
     b = FakeSource("b", "https://b/simple/", {P: _page(), "y": ProjectPage("Y")})
     index = _agg((a, SourceConfig("a")), (b, SourceConfig("b"))).fetch_index(None).page
-    assert index is not None and sorted(index.projects) == ["X", "Y", "shared"]
+    assert index is not None
+    # Listed once each; a serial of one source says nothing of the union.
+    assert sorted(index) == [("X", None), ("Y", None), ("shared", None)]

@@ -41,7 +41,7 @@ def test_lists_every_format_with_hashes_and_metadata(folder: Path) -> None:
     assert by_name[wheel.name].hashes == {"sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}
     assert by_name[wheel.name].core_metadata == {"sha256": hashlib.sha256(META).hexdigest()}
     assert by_name["private_pkg-0.9.tar.gz"].core_metadata is False
-    assert [p for p in source.fetch_index().page.projects] == ["private-pkg"]  # type: ignore[union-attr]
+    assert list(source.fetch_index().page or ()) == [("private-pkg", None)]
 
 
 def test_new_files_appear_and_hashes_are_remembered(folder: Path) -> None:

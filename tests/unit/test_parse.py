@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 
 from eggproxy.errors import MalformedPage
-from eggproxy.parse import index_from_html, index_from_json, project_from_html, project_from_json
+from eggproxy.parse import (
+    index_from_html,
+    index_from_json,
+    iter_index_html,
+    iter_index_json,
+    project_from_html,
+    project_from_json,
+)
 
 DATA = Path(__file__).parent.parent / "data"
 BASE = "https://upstream.example.test/simple/demo-pkg/"
@@ -84,3 +91,49 @@ def test_an_empty_yanked_reason_still_means_yanked() -> None:
         '[{"filename": "a-1.0.tar.gz", "url": "a-1.0.tar.gz", "hashes": {}, "yanked": ""}]}'
     )
     assert project_from_json(text, BASE).files[0].yanked is True
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 65536])
+def test_root_json_streams_names_and_serials(size: int) -> None:
+    page = (
+        b'{"projects": [{"name": "Zope.Interface", "_last-serial": 12}, {"name": "demo"}],'
+        b' "meta": {"api-version": "1.1", "_last-serial": 99}}'
+    )
+    meta: dict[str, object] = {}
+    assert list(iter_index_json(_chunks(page, size), meta)) == [
+        ("Zope.Interface", 12),
+        ("demo", None),
+    ]
+    assert meta["_last-serial"] == 99
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b'{"projects": [{"name": "a"}',  # cut short
+        b'{"projects": [{"name": 3}], "meta": {"api-version": "1.0"}}',
+        b'{"projects": [], "meta": {"api-version": "2.0"}}',
+    ],
+)
+def test_malformed_root_json(page: bytes) -> None:
+    with pytest.raises(MalformedPage):
+        list(iter_index_json([page], {}))
+
+
+@pytest.mark.parametrize("size", [1, 5, 65536])
+def test_root_html_streams_names(size: int) -> None:
+    page = (
+        '<html><head><meta name="pypi:repository-version" content="1.0"></head><body>'
+        '<a href="a/">Caf\u00e9</a><br><a href="b/">B&amp;B</a></body></html>'
+    ).encode()
+    assert list(iter_index_html(_chunks(page, size))) == [("Caf\u00e9", None), ("B&B", None)]
+
+
+def test_root_html_of_another_major_version_is_refused() -> None:
+    page = b'<meta name="pypi:repository-version" content="2.0"><a href="a/">a</a>'
+    with pytest.raises(MalformedPage):
+        list(iter_index_html([page]))

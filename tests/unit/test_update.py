@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from eggproxy.config import Config
@@ -6,7 +7,7 @@ from eggproxy.proxy import Proxy
 from eggproxy.update import update
 
 from .fakeindex import FakeAdapter, session_with
-from .test_proxy import INDEX, JSON, PAGE, Clock, _page
+from .test_proxy import INDEX, JSON, PAGE, Clock, P, _page
 
 
 def test_update_refreshes_due_pages(tmp_path: Path) -> None:
@@ -27,9 +28,59 @@ def test_update_refreshes_due_pages(tmp_path: Path) -> None:
     adapter.answers[PAGE] = (304, {}, b"")
     adapter.answers[INDEX + "gone/"] = (404, {}, b"")
     adapter.answers[INDEX + "broken/"] = (503, {}, b"")
-    summary = update(proxy)
+    summary = update(proxy, sleep=lambda seconds: None)
     assert (summary.checked, summary.changed, summary.unchanged, summary.failed) == (4, 1, 1, 1)
     assert summary.gone == ["gone"]
     assert "checked 4, changed 1, unchanged 1, failed 1" in summary.line()
     # Refreshed pages are not due again; failed and gone ones still are.
-    assert update(proxy).checked == 2
+    assert update(proxy, sleep=lambda seconds: None).checked == 2
+    assert adapter.calls[INDEX + "broken/"] == 1 + 3 * 2  # two retries on a 503, twice
+
+
+def _root(serials: dict[str, int]) -> bytes:
+    projects = [{"name": name, "_last-serial": serial} for name, serial in serials.items()]
+    return json.dumps({"meta": {"api-version": "1.1"}, "projects": projects}).encode()
+
+
+def test_update_uses_the_root_serials(tmp_path: Path) -> None:
+    adapter = FakeAdapter()
+    clock = Clock()
+    names = ("demo-pkg", "other", "third", "unlisted")
+    for name in names:
+        adapter.answers[INDEX + name + "/"] = (200, JSON, _page(serial=10))
+    proxy = Proxy(
+        Config(cache_dir=tmp_path, index=INDEX, update_interval=1, update_via_root="yes"),
+        session=session_with(adapter),
+        clock=clock,
+    )
+    for name in names:
+        proxy.page(NormalizedName(name), "json")
+    adapter.answers[INDEX] = (200, JSON, _root({"demo-pkg": 10, "other": 11, "third": 10}))
+    adapter.calls.clear()
+    clock.now += 3601
+    summary = update(proxy, sleep=lambda seconds: None)
+    # One root request; only the changed project and the one missing from the root fetched.
+    assert adapter.calls[INDEX] == 1
+    assert {url for url in adapter.calls if url != INDEX} == {INDEX + "other/", INDEX + "unlisted/"}
+    assert summary.checked == 4 and summary.unchanged == 2
+    # The unchanged pages count as revalidated: nothing is due any more.
+    assert proxy.due(3600) == []
+    assert proxy.page(NormalizedName("demo-pkg"), "json").outcome == "hit"
+
+
+def test_update_without_serials_checks_each_page(tmp_path: Path) -> None:
+    adapter = FakeAdapter()
+    clock = Clock()
+    adapter.answers[PAGE] = (200, JSON, _page())
+    root = {"meta": {"api-version": "1.0"}, "projects": [{"name": "demo-pkg"}]}
+    adapter.answers[INDEX] = (200, JSON, json.dumps(root).encode())
+    proxy = Proxy(
+        Config(cache_dir=tmp_path, index=INDEX, update_interval=1, update_via_root="yes"),
+        session=session_with(adapter),
+        clock=clock,
+    )
+    proxy.page(P, "json")
+    clock.now += 3601
+    adapter.calls.clear()
+    assert update(proxy, sleep=lambda seconds: None).checked == 1
+    assert adapter.calls[PAGE] == 1

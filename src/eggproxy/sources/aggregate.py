@@ -15,7 +15,7 @@ a reason to fall through to a later one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import requests
@@ -23,9 +23,9 @@ from packaging.utils import canonicalize_name
 
 from eggproxy.config import Config, SourceConfig, SourceMode
 from eggproxy.errors import ProjectNotFound, UpstreamError
-from eggproxy.model import IndexPage, ProjectPage
+from eggproxy.model import IndexEntry, ProjectPage
 from eggproxy.names import NormalizedName
-from eggproxy.sources.base import Fetched, Source
+from eggproxy.sources.base import Fetched, RootListing, Source
 from eggproxy.sources.local import LocalSource
 from eggproxy.sources.remote import UpstreamIndex
 
@@ -120,17 +120,41 @@ class Aggregator:
             raise ProjectNotFound(project)
         return _combine(found)
 
-    def fetch_index(self, etag: str | None) -> Fetched[IndexPage]:
-        """The root page: the union of every source's projects."""
+    def fetch_index(self, etag: str | None) -> Fetched[RootListing]:
+        """The root page: the union of every source's projects, streamed.
+
+        With several sources, the normalised names seen so far are kept to
+        list each project once (a set of names, not the pages).
+        """
         if self.single:
             return self.entries[0].source.fetch_index(etag)
-        names: dict[str, str] = {}
-        for entry in self.entries:
-            page = entry.source.fetch_index().page
-            for name in page.projects if page else ():
-                names.setdefault(canonicalize_name(name), name)
+        listings: list[RootListing] = []
+        try:
+            for entry in self.entries:
+                page = entry.source.fetch_index().page
+                if page is not None:
+                    listings.append(page)
+        except BaseException:
+            for listing in listings:
+                listing.close()
+            raise
+
+        def union() -> Iterator[IndexEntry]:
+            seen: set[str] = set()
+            for listing in listings:
+                for name, _serial in listing:
+                    key = canonicalize_name(name)
+                    if key not in seen:
+                        seen.add(key)
+                        # A serial of one source says nothing of the union.
+                        yield name, None
+
+        def close() -> None:
+            for listing in listings:
+                listing.close()
+
         first = self.entries[0].source
-        return Fetched(url=first.url, page=IndexPage(projects=tuple(names.values())))
+        return Fetched(url=first.url, page=RootListing(union(), close=close))
 
 
 def _label(fetched: Fetched[ProjectPage], name: str) -> Fetched[ProjectPage]:

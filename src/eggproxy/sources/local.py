@@ -27,9 +27,9 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 from eggproxy.errors import ProjectNotFound, UpstreamError
-from eggproxy.model import DistFile, IndexPage, ProjectPage
+from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName, split_dist_filename
-from eggproxy.sources.base import CHUNK_SIZE, Fetched
+from eggproxy.sources.base import CHUNK_SIZE, Fetched, RootListing
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,9 @@ class LocalSource:
         page = ProjectPage(name=files[0].display, files=dists, sources=(self.name,))
         return Fetched(url=self.url + project + "/", page=page)
 
-    def fetch_index(self, etag: str | None = None) -> Fetched[IndexPage]:
+    def fetch_index(self, etag: str | None = None) -> Fetched[RootListing]:
         names = tuple(files[0].display for files in self._scan().values())
-        return Fetched(url=self.url, page=IndexPage(projects=names))
+        return Fetched(url=self.url, page=RootListing([(name, None) for name in names]))
 
     def open_file(self, url: str) -> LocalResponse:
         """Open a file of this folder (or a wheel's PEP 658 metadata) by its URL."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -19,10 +19,10 @@ from urllib3.util.retry import Retry
 from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
 from eggproxy.mediatypes import UPSTREAM_ACCEPT, is_json_content_type
-from eggproxy.model import IndexPage, ProjectPage
+from eggproxy.model import ProjectPage
 from eggproxy.names import NormalizedName
-from eggproxy.parse import index_from_html, index_from_json, project_from_html, project_from_json
-from eggproxy.sources.base import Fetched, P
+from eggproxy.parse import iter_index_html, iter_index_json, project_from_html, project_from_json
+from eggproxy.sources.base import CHUNK_SIZE, Fetched, RootListing
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +79,57 @@ class UpstreamIndex:
 
         return self._fetch(self.project_url(project), etag, parse, project)
 
-    def fetch_index(self, etag: str | None = None) -> Fetched[IndexPage]:
-        """Fetch the root page listing every project."""
+    def fetch_index(self, etag: str | None = None) -> Fetched[RootListing]:
+        """Start fetching the root page; its projects stream as the caller reads them.
 
-        def parse(text: str, url: str, is_json: bool) -> IndexPage:
-            return index_from_json(text) if is_json else index_from_html(text)
+        The caller iterates and closes the listing; a transfer that breaks off
+        or a page that does not parse raises from the iteration.
+        """
+        url = self.url
+        headers = {"Accept": UPSTREAM_ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        response = self.get(url, headers=headers, stream=True)
+        if response.status_code == 304:
+            response.close()
+            return Fetched(url=url, page=None, etag=etag)
+        try:
+            _raise_for_status(response, url)
+        except UpstreamError:
+            response.close()
+            raise
+        meta: dict[str, object] = {}
 
-        return self._fetch(self.url, etag, parse, None)
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_content(CHUNK_SIZE)
+            except requests.RequestException as exc:  # the body broke off
+                raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
+
+        if is_json_content_type(response.headers.get("Content-Type", "")):
+            entries = iter_index_json(chunks(), meta)
+        else:
+            entries = iter_index_html(chunks(), response.encoding or "utf-8")
+
+        def serial() -> int | None:
+            value = meta.get("_last-serial")
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        listing = RootListing(entries, close=response.close, serial=serial)
+        return Fetched(
+            url=url,
+            page=listing,
+            etag=response.headers.get("ETag"),
+            serial=_header_serial(response),
+        )
 
     def _fetch(
         self,
         url: str,
         etag: str | None,
-        parse: Callable[[str, str, bool], P],
-        project: NormalizedName | None,
-    ) -> Fetched[P]:
+        parse: Callable[[str, str, bool], ProjectPage],
+        project: NormalizedName,
+    ) -> Fetched[ProjectPage]:
         headers = {"Accept": UPSTREAM_ACCEPT}
         if etag:
             headers["If-None-Match"] = etag
@@ -101,7 +137,7 @@ class UpstreamIndex:
         with response:
             if response.status_code == 304:
                 return Fetched(url=url, page=None, etag=etag)
-            if response.status_code in (404, 410) and project is not None:
+            if response.status_code in (404, 410):
                 raise ProjectNotFound(project)
             _raise_for_status(response, url)
             final_url = response.url or url
