@@ -67,3 +67,63 @@ def test_bad_configuration_is_one_line(tmp_path: Path) -> None:
     result = _run(conf)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "index_ttl" in result.stderr
+
+
+def _page_hits(upstream: Upstream) -> int:
+    return sum(
+        n for path, n in upstream.hits.items() if path.startswith("/simple/") and path != "/simple/"
+    )
+
+
+def test_update_asks_the_root_serials_and_fetches_only_what_changed(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    conf = tmp_path / "eggproxy.conf"
+    conf.write_text(
+        f"[eggproxy]\ncache_dir = {tmp_path}/cache\nindex = {upstream.url}\nupdate_via_root = yes\n"
+    )
+    proxy = Proxy(load_config(conf))
+    proxy.prepare()
+    for name in ("demo-pkg", "dep-pkg"):
+        proxy.page(NormalizedName(name), "json")
+    pages_before, root_before = _page_hits(upstream), upstream.hits["/simple/"]
+    result = _run(conf, "--max-age", "0")
+    assert result.returncode == 0, result.stderr
+    if upstream.fmt == "html":
+        # A PEP 503 root page has no serials: every page is revalidated.
+        assert _page_hits(upstream) == pages_before + 2
+        return
+    assert upstream.hits["/simple/"] == root_before + 1
+    assert _page_hits(upstream) == pages_before  # nothing changed: no project request
+    assert "unchanged 2" in result.stdout
+    upstream.add_file("dep-pkg", "dep_pkg-9.0.tar.gz", b"new release")
+    result = _run(conf, "--max-age", "0")
+    assert result.returncode == 0, result.stderr
+    assert [p for p, n in upstream.hits.items() if p.startswith("/simple/d")] == [
+        "/simple/demo-pkg/",
+        "/simple/dep-pkg/",
+    ]
+    assert upstream.hits["/simple/dep-pkg/"] == 2 and upstream.hits["/simple/demo-pkg/"] == 1
+    page = (tmp_path / "cache" / "dep-pkg" / "index.json").read_text()
+    assert "dep_pkg-9.0.tar.gz" in page
+
+
+def test_a_project_request_never_waits_for_the_root_page(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    import threading
+
+    conf = tmp_path / "eggproxy.conf"
+    conf.write_text(f"[eggproxy]\ncache_dir = {tmp_path}/cache\nindex = {upstream.url}\n")
+    proxy = Proxy(load_config(conf))
+    proxy.prepare()
+    upstream.delay_root = 5.0
+    root = threading.Thread(target=proxy.page, args=(None, "json"))
+    root.start()
+    try:
+        result = proxy.page(NormalizedName("demo-pkg"), "json")
+        assert result.outcome == "miss"
+        assert root.is_alive()  # the root page is still on its way
+    finally:
+        upstream.delay_root = 0.0
+        root.join(30)

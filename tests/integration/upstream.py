@@ -112,6 +112,11 @@ class Upstream:
         self.malformed: set[str] = set()  # project names whose page body is garbage
         self.down = False  # answer every request with 503
         self.delay_pages = 0.0  # seconds to sleep before answering a page
+        self.delay_root = 0.0  # seconds to sleep before answering the root page
+        self.offer_serials = True  # PEP 691 _last-serial on the root and project pages
+        self.send_etags = True  # ETag on pages (and 304 to a matching If-None-Match)
+        self.serials: dict[str, int] = {}  # canonical -> serial of its last change
+        self._last_serial = 0
         self.auth: tuple[str, str] | None = None  # (user, password) required, if set
         self.names: dict[str, str] = {}  # canonical -> display name
         self.projects: dict[str, dict[str, DistFile]] = {}  # canonical -> filename -> file
@@ -183,6 +188,8 @@ class Upstream:
             metadata_sha256=meta_sha,
         )
         with self._lock:
+            self._last_serial += 1
+            self.serials[canon] = self._last_serial
             self.projects.setdefault(canon, {})[path.name] = dist
             self._paths[self.file_path(path.name, sha)] = path
             if meta_sha:
@@ -243,8 +250,15 @@ class Upstream:
 
     def _json(self, canon: str | None) -> dict[str, object]:
         if canon is None:
-            projects = [{"name": self.names[c]} for c in sorted(self.names)]
-            return {"meta": {"api-version": "1.0"}, "projects": projects}
+            projects: list[dict[str, object]] = [
+                {"name": self.names[c]} for c in sorted(self.names)
+            ]
+            meta: dict[str, object] = {"api-version": "1.0"}
+            if self.offer_serials:
+                for project, c in zip(projects, sorted(self.names), strict=True):
+                    project["_last-serial"] = self.serials.get(c, 0)
+                meta["_last-serial"] = self._last_serial
+            return {"meta": meta, "projects": projects}
         files: list[dict[str, object]] = []
         for name, f in sorted(self.projects[canon].items()):
             entry: dict[str, object] = {
@@ -262,8 +276,11 @@ class Upstream:
                 entry["dist-info-metadata"] = {"sha256": f.metadata_sha256}
             files.append(entry)
         versions = sorted({v for n in self.projects[canon] if (v := _version(n))}, key=_vkey)
+        page_meta: dict[str, object] = {"api-version": "1.1"}
+        if self.offer_serials:
+            page_meta["_last-serial"] = self.serials.get(canon, 0)
         return {
-            "meta": {"api-version": "1.1"},
+            "meta": page_meta,
             "name": self.names[canon],
             "versions": versions,
             "files": files,
@@ -352,14 +369,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, b"no such project\n", "text/plain", head)
         if up.delay_pages:
             up._stopping.wait(up.delay_pages)
+        if canon is None and up.delay_root:
+            up._stopping.wait(up.delay_root)
         media = negotiate(self.headers.get("Accept", ""), allow_json=up.fmt == "json")
         body = up.page(canon, media)
         etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
         inm = self.headers.get("If-None-Match", "")
         tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
-        code = 304 if etag in tags or "*" in tags else 200
+        code = 304 if up.send_etags and (etag in tags or "*" in tags) else 200
         ctype = media + ("; charset=utf-8" if media == "text/html" else "")
-        self._send(code, body, ctype, head, ETag=etag, Vary="Accept", Cache_Control="max-age=600")
+        extra = {"ETag": etag} if up.send_etags else {}
+        self._send(code, body, ctype, head, Vary="Accept", Cache_Control="max-age=600", **extra)
 
     def _file(self, path: Path, head: bool) -> None:
         up = self.server.upstream
