@@ -305,12 +305,12 @@ class Proxy:
         self.cache.remove_page(project)
         log.warning("removed the pages of %s: not found upstream since %s", project, since)
 
-    def serial_plan(
-        self, projects: list[NormalizedName], *, refresh_root: bool
-    ) -> SerialPlan | None:
+    def serial_plan(self, projects: list[NormalizedName]) -> SerialPlan | None:
         """Which cached projects changed, by the PEP 691 root page's ``_last-serial``.
 
-        One root request (conditional) instead of one request per project:
+        Reads the cached root page (fetched first if it is not cached; the
+        caller refreshes it when due).  One root request (conditional) instead
+        of one request per project:
         a project whose serial on the root equals the one cached has not
         changed, and its pages are marked revalidated as of the root's fetch.
         ``None`` when the source offers no serials (or there are several
@@ -319,7 +319,7 @@ class Proxy:
         if not self.sources.single or self.sources.entries[0].source.is_local:
             return None
         started = self.clock()
-        if refresh_root or self.cache.page_mtime(None) is None:
+        if self.cache.page_mtime(None) is None:  # not cached yet: fetch it once
             try:
                 self.refresh(None)
             except EggproxyError as exc:

@@ -40,6 +40,16 @@ class Summary:
     failed: int = 0
     gone: list[str] = field(default_factory=list)
 
+    def add(self, result: tuple[NormalizedName | None, str]) -> None:
+        """Count one page's outcome: changed, unchanged, failed or gone."""
+        project, outcome = result
+        self.checked += 1
+        if outcome == "gone":
+            log.warning("%s is gone from the upstream; its cache is kept", project)
+            self.gone.append(str(project))
+        else:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
     def line(self) -> str:
         text = (
             f"checked {self.checked}, changed {self.changed}, "
@@ -61,18 +71,28 @@ def update(
         max_age_seconds = proxy.config.update_interval * 3600
     summary = Summary()
     pages = proxy.due(max_age_seconds)
+    refresh = _refresher(proxy, sleep)
     projects = [p for p in pages if p is not None]
     use_root = proxy.config.update_via_root
     if use_root == "yes" or (use_root == "auto" and len(projects) >= ROOT_THRESHOLD):
-        plan = proxy.serial_plan(projects, refresh_root=None in pages)
+        if None in pages:  # the root page first, counted as any page
+            summary.add(refresh(None))
+            pages = list(projects)
+        plan = proxy.serial_plan(projects)
         if plan is not None:
-            if None in pages:
-                summary.checked += 1
-                summary.unchanged += 1  # the root's own outcome is not told apart
             summary.checked += len(plan.unchanged)
             summary.unchanged += len(plan.unchanged)
             pages = list(plan.check)
 
+    with ThreadPoolExecutor(proxy.config.update_concurrency) as pool:
+        for result in pool.map(refresh, pages):
+            summary.add(result)
+    return summary
+
+
+def _refresher(
+    proxy: Proxy, sleep: Callable[[float], None]
+) -> Callable[[NormalizedName | None], tuple[NormalizedName | None, str]]:
     def refresh(project: NormalizedName | None) -> tuple[NormalizedName | None, str]:
         for attempt in range(proxy.config.update_retries + 1):
             try:
@@ -90,12 +110,4 @@ def update(
                 break
         return project, "failed"
 
-    with ThreadPoolExecutor(proxy.config.update_concurrency) as pool:
-        for project, outcome in pool.map(refresh, pages):
-            summary.checked += 1
-            if outcome == "gone":
-                log.warning("%s is gone from the upstream; its cache is kept", project)
-                summary.gone.append(str(project))
-            else:
-                setattr(summary, outcome, getattr(summary, outcome) + 1)
-    return summary
+    return refresh

@@ -116,6 +116,8 @@ class Upstream:
         self.offer_serials = True  # PEP 691 _last-serial on the root and project pages
         self.send_etags = True  # ETag on pages (and 304 to a matching If-None-Match)
         self.serials: dict[str, int] = {}  # canonical -> serial of its last change
+        self.root_body: tuple[str, bytes] | None = None  # (content type, body) for /simple/
+        self.bytes_sent = 0  # body bytes of every answer, for benchmarks
         self._last_serial = 0
         self.auth: tuple[str, str] | None = None  # (user, password) required, if set
         self.names: dict[str, str] = {}  # canonical -> display name
@@ -334,6 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head and code != 304:
             self.wfile.write(body)
+            self.server.upstream.bytes_sent += len(body)
 
     def _handle(self, head: bool) -> None:
         up = self.server.upstream
@@ -372,7 +375,10 @@ class _Handler(BaseHTTPRequestHandler):
         if canon is None and up.delay_root:
             up._stopping.wait(up.delay_root)
         media = negotiate(self.headers.get("Accept", ""), allow_json=up.fmt == "json")
-        body = up.page(canon, media)
+        if canon is None and up.root_body is not None:
+            media, body = up.root_body
+        else:
+            body = up.page(canon, media)
         etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
         inm = self.headers.get("If-None-Match", "")
         tags = {t.strip().removeprefix("W/") for t in inm.split(",")}

@@ -194,6 +194,13 @@ def build_sources(config: Config, session: requests.Session) -> Aggregator:
         if source.url is None:  # config guarantees one of path and url
             raise ValueError(f"source {source.name} has neither url nor path")
         auth = (source.username, source.password or "") if source.username else None
-        remote = UpstreamIndex(source.url, session, config.timeout, name=source.name, auth=auth)
+        remote = UpstreamIndex(
+            source.url,
+            session,
+            config.timeout,
+            name=source.name,
+            auth=auth,
+            spool_dir=config.cache_dir,
+        )
         entries.append(Entry(remote, source))
     return Aggregator(entries)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -55,6 +57,7 @@ class UpstreamIndex:
         *,
         name: str = "upstream",
         auth: tuple[str, str] | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.session = session
@@ -63,6 +66,7 @@ class UpstreamIndex:
         # Sent as a header, never part of a URL, so it never reaches a log line.
         self.auth = auth
         self._origin = _origin(self.url)
+        self.spool_dir = spool_dir  # where a root page waits to be parsed
 
     def project_url(self, project: NormalizedName) -> str:
         return f"{self.url}{project}/"
@@ -98,24 +102,34 @@ class UpstreamIndex:
         except UpstreamError:
             response.close()
             raise
+        # Spooled to disk first, then parsed: the link is released at its own
+        # speed, however slowly a page of 750,000 projects parses, and memory
+        # holds one chunk.
+        spool_dir = self.spool_dir if self.spool_dir and self.spool_dir.is_dir() else None
+        spool = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed by the listing
+        try:
+            with response:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    spool.write(chunk)
+        except requests.RequestException as exc:  # the body broke off
+            spool.close()
+            raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        chunks = iter(lambda: spool.read(CHUNK_SIZE), b"")
         meta: dict[str, object] = {}
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.iter_content(CHUNK_SIZE)
-            except requests.RequestException as exc:  # the body broke off
-                raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
-
         if is_json_content_type(response.headers.get("Content-Type", "")):
-            entries = iter_index_json(chunks(), meta)
+            entries = iter_index_json(chunks, meta)
         else:
-            entries = iter_index_html(chunks(), response.encoding or "utf-8")
+            entries = iter_index_html(chunks, response.encoding or "utf-8")
 
         def serial() -> int | None:
             value = meta.get("_last-serial")
             return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-        listing = RootListing(entries, close=response.close, serial=serial)
+        listing = RootListing(entries, close=spool.close, serial=serial)
         return Fetched(
             url=url,
             page=listing,
