@@ -69,6 +69,7 @@ class PageState:
     etag: str | None = None
     serial: int | None = None
     gone_since: float | None = None  # when the upstream first answered 404
+    last_modified: str | None = None  # the upstream's Last-Modified (If-Modified-Since)
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -81,6 +82,7 @@ class PageState:
             etag=raw.get("etag"),
             serial=raw.get("serial"),
             gone_since=raw.get("gone_since"),
+            last_modified=raw.get("last_modified"),
         )
 
 

@@ -204,11 +204,12 @@ class Proxy:
     def _refresh_locked(self, project: NormalizedName | None, old: Snapshot) -> bool:
         # Without a complete cached page, a 304 would leave us nothing to serve.
         etag = old.state.etag if old.state is not None and old.complete else None
+        since = old.state.last_modified if old.state is not None and old.complete else None
         started = self.clock()
         if project is None:
             return self._refresh_root(old, etag, started)
         try:
-            fetched = self.sources.fetch_project(project, etag)
+            fetched = self.sources.fetch_project(project, etag, since=since)
         except ProjectNotFound:
             if old.cached:
                 self._gone(project, old, started)
@@ -236,7 +237,12 @@ class Proxy:
         fetched: Fetched[ProjectPage],
         started: float,
     ) -> None:
-        state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial)
+        state = PageState(
+            url=fetched.url,
+            etag=fetched.etag,
+            serial=fetched.serial,
+            last_modified=fetched.last_modified,
+        )
         self.cache.write_page(
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
         )

@@ -24,7 +24,7 @@ class FakeSource:
     asked: list[str] = field(default_factory=list)
 
     def fetch_project(
-        self, project: NormalizedName, etag: str | None = None
+        self, project: NormalizedName, etag: str | None = None, *, since: str | None = None
     ) -> Fetched[ProjectPage]:
         self.asked.append(project)
         if self.down:

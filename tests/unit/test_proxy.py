@@ -209,3 +209,17 @@ def test_lost_upstream_copy_is_fetched_again(proxy: Proxy, adapter: FakeAdapter)
     )
     assert proxy.file(P, "demo_pkg-1.0.tar.gz").read_bytes() == DATA
     assert adapter.calls[PAGE] == 2
+
+
+def test_without_etag_revalidation_uses_last_modified(
+    proxy: Proxy, adapter: FakeAdapter, clock: Clock
+) -> None:
+    date = "Tue, 01 Dec 2026 10:00:00 GMT"
+    headers = {"Content-Type": JSON["Content-Type"], "Last-Modified": date}
+    adapter.answers[PAGE] = (200, headers, _page())
+    proxy.page(P, "json")
+    clock.now += 61
+    adapter.answers[PAGE] = (304, {}, b"")
+    assert proxy.page(P, "json").outcome == "revalidated"
+    assert adapter.requests[-1].headers["If-Modified-Since"] == date
+    assert "If-None-Match" not in adapter.requests[-1].headers

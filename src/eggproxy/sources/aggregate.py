@@ -87,11 +87,13 @@ class Aggregator:
         preferred = [e for e in self.entries if project in e.config.allow]
         return preferred + [e for e in self.entries if e not in preferred]
 
-    def fetch_project(self, project: NormalizedName, etag: str | None) -> Fetched[ProjectPage]:
+    def fetch_project(
+        self, project: NormalizedName, etag: str | None, *, since: str | None = None
+    ) -> Fetched[ProjectPage]:
         """The project's page from the sources; ``page`` is ``None`` if not modified."""
         if self.single:
             source = self.entries[0].source
-            return _label(source.fetch_project(project, etag), source.name)
+            return _label(source.fetch_project(project, etag, since=since), source.name)
         found: list[tuple[Entry, Fetched[ProjectPage]]] = []
         for entry in self._order(project):
             merging = bool(found)

@@ -80,6 +80,7 @@ class Fetched(Generic[P]):
     page: P | None
     etag: str | None = None
     serial: int | None = None
+    last_modified: str | None = None  # the upstream's Last-Modified, for If-Modified-Since
 
 
 class Source(Protocol):
@@ -90,7 +91,7 @@ class Source(Protocol):
     is_local: bool
 
     def fetch_project(
-        self, project: NormalizedName, etag: str | None = None
+        self, project: NormalizedName, etag: str | None = None, *, since: str | None = None
     ) -> Fetched[ProjectPage]: ...
 
     def fetch_index(self, etag: str | None = None) -> Fetched[RootListing]: ...

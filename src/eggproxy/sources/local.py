@@ -158,7 +158,7 @@ class LocalSource:
         )
 
     def fetch_project(
-        self, project: NormalizedName, etag: str | None = None
+        self, project: NormalizedName, etag: str | None = None, *, since: str | None = None
     ) -> Fetched[ProjectPage]:
         files = self._scan().get(project)
         if not files:

@@ -72,7 +72,7 @@ class UpstreamIndex:
         return f"{self.url}{project}/"
 
     def fetch_project(
-        self, project: NormalizedName, etag: str | None = None
+        self, project: NormalizedName, etag: str | None = None, *, since: str | None = None
     ) -> Fetched[ProjectPage]:
         """Fetch a project page; raise :class:`ProjectNotFound` on 404."""
 
@@ -81,7 +81,7 @@ class UpstreamIndex:
                 return project_from_json(text, url, project)
             return project_from_html(text, url, project)
 
-        return self._fetch(self.project_url(project), etag, parse, project)
+        return self._fetch(self.project_url(project), etag, since, parse, project)
 
     def fetch_index(self, etag: str | None = None) -> Fetched[RootListing]:
         """Start fetching the root page; its projects stream as the caller reads them.
@@ -141,16 +141,19 @@ class UpstreamIndex:
         self,
         url: str,
         etag: str | None,
+        since: str | None,
         parse: Callable[[str, str, bool], ProjectPage],
         project: NormalizedName,
     ) -> Fetched[ProjectPage]:
         headers = {"Accept": UPSTREAM_ACCEPT}
         if etag:
             headers["If-None-Match"] = etag
+        elif since:  # no ETag from this upstream: its Last-Modified date
+            headers["If-Modified-Since"] = since
         response = self.get(url, headers=headers)
         with response:
             if response.status_code == 304:
-                return Fetched(url=url, page=None, etag=etag)
+                return Fetched(url=url, page=None, etag=etag, last_modified=since)
             if response.status_code in (404, 410):
                 raise ProjectNotFound(project)
             _raise_for_status(response, url)
@@ -168,7 +171,13 @@ class UpstreamIndex:
                 exc.url = url
                 raise
             serial = _header_serial(response) or page.last_serial
-            return Fetched(url=url, page=page, etag=response.headers.get("ETag"), serial=serial)
+            return Fetched(
+                url=url,
+                page=page,
+                etag=response.headers.get("ETag"),
+                serial=serial,
+                last_modified=response.headers.get("Last-Modified"),
+            )
 
     def get(self, url: str, *, headers: dict[str, str], stream: bool = False) -> requests.Response:
         """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
