@@ -38,8 +38,8 @@ class NotAnExport(ValueError):
 class ImportSummary:
     projects: int = 0
     pages: int = 0  # pages written
-    imported: int = 0  # files copied into the cache
-    present: int = 0  # files the cache already had (and that matched)
+    imported: int = 0  # files (and PEP 658 metadata files) copied into the cache
+    present: int = 0  # those the cache already had (and that matched)
     refused: list[str] = field(default_factory=list)  # one line per refused file or page
 
     def line(self) -> str:
@@ -118,9 +118,12 @@ def _import_files(
         meta_source = directory / (dist.filename + METADATA_SUFFIX)
         if metadata and isinstance(metadata, Mapping) and meta_source.is_file():
             try:
-                proxy.import_file(project, meta_source.name, meta_source, metadata)
+                added = proxy.import_file(project, meta_source.name, meta_source, metadata)
             except IntegrityError as exc:
                 summary.refused.append(f"{project}/{exc}")
+            else:
+                summary.imported += added
+                summary.present += not added
         if proxy.cached_file(project, dist.filename + METADATA_SUFFIX) is None:
             metadata = False  # PEP 658: never promise a metadata file we cannot serve
         verified.append(replace(dist, url=source.as_uri(), core_metadata=metadata, source=None))

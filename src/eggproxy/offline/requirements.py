@@ -79,7 +79,8 @@ def read_requirements(path: Path, _seen: frozenset[Path] = frozenset()) -> list[
         try:
             requirement = Requirement(line)
         except InvalidRequirement as exc:
-            raise RequirementsFileError(path, number, f"invalid requirement: {exc}") from None
+            reason = str(exc).splitlines()[0]  # packaging adds the line and a caret below
+            raise RequirementsFileError(path, number, f"invalid requirement: {reason}") from None
         if requirement.url:
             raise RequirementsFileError(
                 path, number, f"{requirement.name}: a URL requirement cannot come from an index"
