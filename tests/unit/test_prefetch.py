@@ -87,12 +87,13 @@ def test_resolves_through_the_proxy_and_reports_each_file(
         "lib/lib-1.0-py3-none-any.whl",
         "src/src-1.0.tar.gz",
     ]
-    # Metadata and the files read while resolving were cached on the way: only app's
-    # wheel is new at fill time.
-    assert [line.split()[0] for line in lines] == ["fetched", "cached", "cached", "cached"]
+    # Files read while resolving were cached then; all of them are new to this run.
+    assert [line.split()[0] for line in lines] == ["fetched"] * 4
     # PEP 658 for app; lib's whole wheel (no metadata file); src's sdist for its PKG-INFO.
     assert adapter.calls["https://files.test/app-1.0-py3-none-any.whl.metadata"] == 1
-    assert summary(resolution, fetched).startswith("prefetched 3 projects, 4 files (1 fetched, 3")
+    assert summary(resolution, fetched).startswith("prefetched 3 projects, 4 files (4 fetched, 0")
+    _resolution, again = prefetch(proxy, [(Requirement("app"), "r.txt:1")], LINUX, out, False)
+    assert not any(f.downloaded for f in again)
 
 
 def test_a_progress_bar_instead_of_lines(adapter: FakeAdapter, tmp_path: Path) -> None:

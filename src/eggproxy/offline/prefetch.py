@@ -69,6 +69,12 @@ class ProxyIndex:
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        self.downloaded: set[tuple[NormalizedName, str]] = set()  # by this run, to report
+
+    def _file(self, project: NormalizedName, filename: str) -> Path:
+        if self.proxy.cached_file(project, filename) is None:
+            self.downloaded.add((project, filename))
+        return self.proxy.file(project, filename)
 
     def files(self, project: NormalizedName) -> Sequence[DistFile]:
         try:
@@ -83,12 +89,12 @@ class ProxyIndex:
         if dist.filename.endswith(".whl"):
             if dist.core_metadata:  # PEP 658: the metadata alone, not the whole wheel
                 try:
-                    return self.proxy.file(project, dist.filename + METADATA_SUFFIX).read_bytes()
+                    return self._file(project, dist.filename + METADATA_SUFFIX).read_bytes()
                 except NotFound:
                     log.warning("%s: listed metadata missing, reading the wheel", dist.filename)
-            return wheel_metadata(self.proxy.file(project, dist.filename))
+            return wheel_metadata(self._file(project, dist.filename))
         try:
-            return sdist_metadata(self.proxy.file(project, dist.filename))
+            return sdist_metadata(self._file(project, dist.filename))
         except (MetadataNotFound, tarfile.TarError, zipfile.BadZipFile, OSError):
             return b"Metadata-Version: 1.0\n"  # not resolved further, with a warning
 
@@ -132,8 +138,12 @@ def fill(
     wanted: Sequence[tuple[NormalizedName, str]],
     out: TextIO = sys.stdout,
     progress: bool | None = None,
+    downloaded: set[tuple[NormalizedName, str]] | None = None,
 ) -> list[Fetched]:
-    """Cache every wanted file; one line per file, or a progress bar on a terminal."""
+    """Cache every wanted file; one line per file, or a progress bar on a terminal.
+
+    ``downloaded``: files this run already fetched (while resolving), reported as fetched.
+    """
     if progress is None:
         progress = sys.stderr.isatty()
     report: Callable[[str], None] = (
@@ -143,9 +153,10 @@ def fill(
     with tqdm(total=len(wanted), unit="file", disable=not progress, file=sys.stderr) as bar:
         for project, filename in wanted:
             bar.set_postfix_str(filename, refresh=False)
-            downloaded = proxy.cached_file(project, filename) is None
+            new = proxy.cached_file(project, filename) is None
+            new = new or (project, filename) in (downloaded or set())
             path = proxy.file(project, filename)
-            fetched = Fetched(project, filename, path.stat().st_size, downloaded)
+            fetched = Fetched(project, filename, path.stat().st_size, new)
             done.append(fetched)
             report(fetched.line())
             bar.update()
@@ -160,10 +171,11 @@ def prefetch(
     progress: bool | None = None,
 ) -> tuple[Resolution, list[Fetched]]:
     """Resolve ``requirements`` for ``target`` and cache every file the resolution needs."""
-    resolution = resolve(ProxyIndex(proxy), target, requirements)
+    index = ProxyIndex(proxy)
+    resolution = resolve(index, target, requirements)
     for warning in resolution.warnings:
         log.warning("%s", warning)
-    return resolution, fill(proxy, needed(resolution), out, progress)
+    return resolution, fill(proxy, needed(resolution), out, progress, index.downloaded)
 
 
 def summary(resolution: Resolution, fetched: Sequence[Fetched]) -> str:
