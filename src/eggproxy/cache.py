@@ -34,7 +34,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -373,6 +373,25 @@ def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None
         os.chmod(tmp, 0o644)
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_atomic_stream(
+    path: Path, chunks: Iterable[bytes], *, verify: Callable[[], None] | None = None
+) -> None:
+    """Like :func:`write_atomic` for a stream; ``verify`` may refuse it before it is visible."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        if verify is not None:
+            verify()  # raises to refuse: the temporary file goes, nothing was visible
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

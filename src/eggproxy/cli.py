@@ -1,4 +1,4 @@
-"""Command line: ``eggproxy serve|update|config`` and the 2008 ``eggproxy_update``."""
+"""Command line: ``eggproxy serve|update|config|prefetch|export|import`` and ``eggproxy_update``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from eggproxy import __version__, logs
 from eggproxy.config import Config, load_config, redact
 from eggproxy.errors import ConfigError
+from eggproxy.offline import commands as offline
 from eggproxy.proxy import Proxy
 from eggproxy.update import update
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the resolved configuration (file, defaults and overrides).",
     )
     _config_option(config_parser)
+    offline.add_parsers(commands, _config_option)
     return parser
 
 
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     value = redact(value)
                 print(f"{key} = {value}")
             return 0
+        if args.command in offline.COMMANDS:
+            return offline.run(args, config)
         proxy = Proxy(config)
         proxy.prepare()
         max_age = None if args.max_age is None else args.max_age * 3600

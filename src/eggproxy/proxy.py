@@ -46,10 +46,13 @@ from eggproxy.sources.aggregate import build_sources
 from eggproxy.sources.base import CHUNK_SIZE, Fetched
 from eggproxy.sources.local import LocalSource
 from eggproxy.sources.remote import make_session
+from eggproxy.verified import store_verified
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["hit", "miss", "revalidated", "stale"]
+# A cached page and its fetch time, as ``eggproxy export`` and ``import`` see it.
+CachedPage = tuple[ProjectPage, float]
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,66 @@ class Proxy:
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None
+
+    # --- offline sites: eggproxy export / import -------------------------------
+
+    def cached_projects(self) -> list[NormalizedName]:
+        """Every project with a cached page."""
+        return self.cache.cached_projects()
+
+    def cached_page(self, project: NormalizedName) -> CachedPage | None:
+        """The cached page and its fetch time, without asking any source."""
+        mtime = self.cache.page_mtime(project)
+        if mtime is None:
+            return None
+        page = self._upstream_page(project)
+        if page is None:
+            path = self.cache.page_path(project, "json")
+            try:
+                page = project_from_json(path.read_text(), path.parent.as_uri() + "/", project)
+            except (OSError, MalformedPage, UnicodeDecodeError):
+                return None
+        return page, mtime
+
+    def import_file(
+        self, project: NormalizedName, filename: str, source: Path, hashes: Mapping[str, str]
+    ) -> bool:
+        """Copy ``source`` into the cache if it matches ``hashes``; ``False``: already there.
+
+        Raises :class:`~eggproxy.errors.IntegrityError` on a mismatch (nothing is written).
+        """
+        return store_verified(self.cache, self.cache.file_path(project, filename), source, hashes)
+
+    def import_page(
+        self,
+        project: NormalizedName,
+        merge: Callable[[CachedPage | None], CachedPage | None],
+        origin: str,
+    ) -> bool:
+        """Write ``merge(cached page)`` as the project's page, unless it returns ``None``.
+
+        The page is written stale, whatever its fetch time: an online proxy revalidates it
+        on the next request, an offline one serves it stale.  Its state claims no ETag and
+        no serial (serials are per index: another index's would look like one going back).
+        """
+        with self.cache.lock(self._page_lock(project)):
+            merged = merge(self.cached_page(project))
+            if merged is None:
+                return False
+            page, fetched = merged
+            fetched = min(fetched, self.clock() - self.config.index_ttl)
+            view = offered(page, self.config)
+            self._place_files(project, page, view)
+            self.cache.write_page(
+                project,
+                html=project_html(view),
+                json_page=project_json_bytes(view),
+                upstream=project_json_bytes(page, relative=False),
+                state=PageState(url=origin),
+                fetched=fetched,
+            )
+        log.info("imported page of %s from %s", project, origin)
+        return True
 
 
 def _check_serial(old: Snapshot, serial: int | None, url: str) -> None:

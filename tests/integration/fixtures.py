@@ -33,9 +33,14 @@ def dist_name(name: str) -> str:
 
 
 def write_wheel(
-    directory: str, dist: str, version: str, files: dict[str, bytes], meta: bytes
+    directory: str,
+    dist: str,
+    version: str,
+    files: dict[str, bytes],
+    meta: bytes,
+    tag: str = "py3-none-any",
 ) -> str:
-    """Write ``<dist>-<version>-py3-none-any.whl`` with WHEEL and a valid RECORD; return its name.
+    """Write ``<dist>-<version>-<tag>.whl`` with WHEEL and a valid RECORD; return its name.
 
     Self-contained on purpose: its source is embedded as the build backend of fixture sdists.
     """
@@ -46,14 +51,14 @@ def write_wheel(
 
     info = f"{dist}-{version}.dist-info"
     wheel = b"Wheel-Version: 1.0\nGenerator: eggproxy-tests\nRoot-Is-Purelib: true\n"
-    wheel += b"Tag: py3-none-any\n"
+    wheel += f"Tag: {tag}\n".encode()
     files = {**files, f"{info}/METADATA": meta, f"{info}/WHEEL": wheel}
     record = ""
     for path, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record += f"{path},sha256={digest},{len(data)}\n"
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
-    filename = f"{dist}-{version}-py3-none-any.whl"
+    filename = f"{dist}-{version}-{tag}.whl"
     with zipfile.ZipFile(os.path.join(directory, filename), "w", zipfile.ZIP_DEFLATED) as zf:
         for path, data in files.items():
             zi = zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0))
@@ -97,12 +102,17 @@ def build_wheel(
     modules: dict[str, bytes],
     requires: Sequence[str] = (),
     requires_python: str | None = None,
+    tag: str = "py3-none-any",
+    metadata_file: bool = True,
 ) -> Path:
-    """Write a wheel and its PEP 658 ``<wheel>.metadata`` into ``dest/<canonical name>/``."""
+    """Write a wheel (for ``tag``) and its PEP 658 ``<wheel>.metadata`` (unless
+    ``metadata_file`` is false: the index then lists no metadata) into ``dest/<canonical name>/``.
+    """
     d = _dir(dest, name)
     meta = metadata(name, version, requires, requires_python)
-    path = d / write_wheel(str(d), dist_name(name), version, modules, meta)
-    path.with_name(path.name + ".metadata").write_bytes(meta)
+    path = d / write_wheel(str(d), dist_name(name), version, modules, meta, tag)
+    if metadata_file:
+        path.with_name(path.name + ".metadata").write_bytes(meta)
     note(d, name, path.name, **({"requires-python": requires_python} if requires_python else {}))
     return path
 
