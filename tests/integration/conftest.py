@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import apache
+import nginx
 import pytest
 import standalone
 from clients import ClientTools
@@ -117,9 +118,9 @@ def apache_site() -> Iterator[Path]:
 
 
 class _ApacheFrontEnd:
-    """An :class:`apache.ApacheProxy` whose ``stop`` also removes its directory."""
+    """An Apache or nginx front end whose ``stop`` also removes its directory."""
 
-    def __init__(self, server: apache.ApacheProxy) -> None:
+    def __init__(self, server: apache.ApacheProxy | nginx.NginxProxy) -> None:
         self.server = server
         self.url = server.url
         self.cache_dir = server.cache_dir
@@ -152,7 +153,25 @@ def start_apache(
     return _ApacheFrontEnd(server)
 
 
-FRONT_ENDS: dict[str, Starter] = {"apache": start_apache, "serve": standalone.serve_front_end}
+def start_nginx(
+    request: pytest.FixtureRequest, upstream_url: str, options: ProxyOptions
+) -> FrontEnd:
+    """``eggproxy serve`` behind Debian's nginx, wired by ``eggproxy deploy nginx``."""
+    nginx.require_nginx()
+    server = nginx.NginxProxy(
+        upstream_url,
+        index_ttl=options.index_ttl,
+        timeout=options.timeout,
+        extra_config=options.extra_config,
+    )
+    return _ApacheFrontEnd(server)
+
+
+FRONT_ENDS: dict[str, Starter] = {
+    "apache": start_apache,
+    "nginx": start_nginx,
+    "serve": standalone.serve_front_end,
+}
 
 
 @pytest.fixture(params=sorted(FRONT_ENDS))

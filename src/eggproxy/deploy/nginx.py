@@ -182,12 +182,11 @@ def render_nginx(
     listen: str,
     server_name: str | None = None,
     page_cache: Path = DEFAULT_PAGE_CACHE,
-    command: str | None = None,
 ) -> str:
     """The nginx file for ``config``, listening on ``listen`` (``HOST:PORT``)."""
     local = any(source.is_local for source in config.effective_sources)
     values = {
-        "FROM": command if command is not None else _command(config, listen),
+        "FROM": _command(config, listen, server_name),
         "BIND": config.bind,
         "PREFIX": config.prefix,
         "PREFIX_RE": _regex(config.prefix),
@@ -231,9 +230,10 @@ def upstream_address(bind: str) -> str:
     return f"{host}:{port}"
 
 
-def _command(config: Config, listen: str) -> str:
+def _command(config: Config, listen: str, server_name: str | None) -> str:
     where = f" -c {config.path}" if config.path else ""
-    return f"{where} --listen {listen}"
+    name = f" --server-name {server_name}" if server_name else ""
+    return f"{where} --listen {listen}{name}"
 
 
 def _regex(prefix: str) -> str:
