@@ -85,7 +85,7 @@ def deploy_nginx(config: Path, listen: str, page_cache: Path) -> str:
     return done.stdout
 
 
-def main_config(base: Path, site: Path, workers: int = 2) -> str:
+def main_config(base: Path, site: Path, workers: int = 2, access_log: bool = True) -> str:
     """An ``nginx.conf`` like Debian's whose ``http {}`` includes ``site``; paths under ``base``."""
     temp = "\n".join(
         f"    {module}_temp_path {base}/tmp/{module};"
@@ -93,6 +93,7 @@ def main_config(base: Path, site: Path, workers: int = 2) -> str:
     )
     user = f"user {RUN_AS};" if os.geteuid() == 0 else ""
     mime = f"include {MIME_TYPES};" if MIME_TYPES.exists() else ""
+    log = f"{base}/logs/access.log eggproxy" if access_log else "off"
     return f"""\
 {user}
 worker_processes {workers};
@@ -109,7 +110,7 @@ http {{
     {mime}
     default_type application/octet-stream;
     log_format eggproxy '{LOG_FORMAT}';
-    access_log {base}/logs/access.log eggproxy;
+    access_log {log};
 {temp}
     include {site};
 }}
