@@ -94,6 +94,9 @@ ACCEPTS = [
     f"text/html;q=2, {JSON_TYPE}",
     f"{JSON_TYPE};q=0, text/html",
     "APPLICATION/VND.PYPI.SIMPLE.V1+JSON",
+    f"{JSON_TYPE}, text/html;q=1e3",
+    f"{JSON_TYPE}, text/html;Q=nan",
+    f"{JSON_TYPE}, text/html;q = 1.0 ",
 ]
 
 

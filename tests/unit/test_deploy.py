@@ -82,6 +82,12 @@ def test_nginx_file_names_the_real_paths(tmp_path: Path) -> None:
     assert "    json 0;" in text
 
 
+def test_nginx_serves_the_configured_prefix(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "prefix = /pypi/\n"))
+    text = render_nginx(config, listen="127.0.0.1:8080")
+    assert 'location ~ "^/pypi/(' in text and "/simple/" not in text
+
+
 def test_nginx_caches_no_page_with_a_local_folder_source(tmp_path: Path) -> None:
     """A file dropped into a folder shows on the next request: nginx must not keep pages."""
     (tmp_path / "eggs").mkdir()
