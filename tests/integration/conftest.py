@@ -8,8 +8,9 @@
   with ``pytest.mark.parametrize("proxy", ["apache"], indirect=True)``.
 
 A front end is added by writing a starter ``(request, upstream_url, options) -> FrontEnd`` and
-registering it in ``FRONT_ENDS``.  Set ``EGGPROXY_KEEP_TEST_DIRS=1`` to keep each Apache's
-directory (config, cache, logs under ``/tmp/eggproxy-apache-*``) after its test.
+registering it in ``FRONT_ENDS`` (``apache``, ``nginx`` in front of ``eggproxy serve``, and
+``serve`` alone).  Set ``EGGPROXY_KEEP_TEST_DIRS=1`` to keep each Apache's or nginx's directory
+(config, cache, logs under ``/tmp/eggproxy-apache-*``, ``/tmp/eggproxy-nginx-*``) after its test.
 """
 
 from __future__ import annotations

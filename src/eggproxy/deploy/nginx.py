@@ -100,7 +100,7 @@ map $upstream_cache_status $eggproxy_page_cache_control {
     default $upstream_http_cache_control;
 }
 map $upstream_cache_status $eggproxy_stale_warning {
-    STALE '110 eggproxy "Response is Stale: eggproxy serve unreachable"';
+    STALE '110 eggproxy "Response is Stale: eggproxy serve did not answer"';
     UPDATING '110 eggproxy "Response is Stale: being revalidated"';
     default "";
 }
