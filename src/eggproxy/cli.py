@@ -1,4 +1,4 @@
-"""Command line: ``eggproxy serve|update|config|prefetch|export|import`` and ``eggproxy_update``."""
+"""Command line: ``eggproxy serve|update|config|deploy|prefetch|export|import``."""
 
 from __future__ import annotations
 
@@ -77,7 +77,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_option(config_parser)
     offline.add_parsers(commands, _config_option)
+    _deploy_parser(commands)
     return parser
+
+
+def _deploy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from eggproxy.deploy import TARGETS
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="print a deployment file (apache, nginx, systemd, cron) for this configuration",
+        description="Print a working deployment file for the configuration in effect: the "
+        "web server in front (apache, nginx), the systemd unit of eggproxy serve, or the "
+        "/etc/cron.d file of eggproxy update.",
+    )
+    deploy.add_argument("target", choices=TARGETS)
+    _config_option(deploy)
+    deploy.add_argument("--listen", metavar="HOST:PORT", help="where the web server listens")
+    deploy.add_argument("--server-name", metavar="NAME", help="the web server's host name")
+    deploy.add_argument(
+        "--user", metavar="USER", help="systemd/cron: the user owning the cache (default: eggproxy)"
+    )
+    deploy.add_argument(
+        "--venv", metavar="DIR", help="the environment eggproxy is installed in (default: this one)"
+    )
+    deploy.add_argument(
+        "--nginx-cache",
+        metavar="DIR",
+        help="nginx: where nginx keeps its copies of pages (default: /var/lib/nginx/eggproxy)",
+    )
+
+
+def _deploy(args: argparse.Namespace, config: Config) -> int:
+    from eggproxy.deploy import DeployError, render
+
+    try:
+        text = render(
+            args.target,
+            config,
+            listen=args.listen,
+            server_name=args.server_name,
+            user=args.user,
+            venv=args.venv,
+            nginx_cache=args.nginx_cache,
+        )
+    except DeployError as exc:
+        print(f"eggproxy: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -106,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from eggproxy.standalone.run import serve
 
             return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
+        if args.command == "deploy":
+            return _deploy(args, config)
         if args.command == "config":
             for key, value in sorted(vars(config).items()):
                 if key == "index":

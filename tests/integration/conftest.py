@@ -8,8 +8,9 @@
   with ``pytest.mark.parametrize("proxy", ["apache"], indirect=True)``.
 
 A front end is added by writing a starter ``(request, upstream_url, options) -> FrontEnd`` and
-registering it in ``FRONT_ENDS``.  Set ``EGGPROXY_KEEP_TEST_DIRS=1`` to keep each Apache's
-directory (config, cache, logs under ``/tmp/eggproxy-apache-*``) after its test.
+registering it in ``FRONT_ENDS`` (``apache``, ``nginx`` in front of ``eggproxy serve``, and
+``serve`` alone).  Set ``EGGPROXY_KEEP_TEST_DIRS=1`` to keep each Apache's or nginx's directory
+(config, cache, logs under ``/tmp/eggproxy-apache-*``, ``/tmp/eggproxy-nginx-*``) after its test.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import apache
 import pytest
-import standalone
-from clients import ClientTools
-from fixtures import build_projects
+from tests.integration import apache, nginx, standalone
+from tests.integration.clients import ClientTools
+from tests.integration.fixtures import build_projects
+from tests.integration.upstream import Upstream
 from tests.support import is_proxy_variable
-from upstream import Upstream
 
 # Taken at import, before ``clean_environment`` runs: installing the mod_python site needs
 # this machine's normal pip configuration.
@@ -117,9 +117,9 @@ def apache_site() -> Iterator[Path]:
 
 
 class _ApacheFrontEnd:
-    """An :class:`apache.ApacheProxy` whose ``stop`` also removes its directory."""
+    """An Apache or nginx front end whose ``stop`` also removes its directory."""
 
-    def __init__(self, server: apache.ApacheProxy) -> None:
+    def __init__(self, server: apache.ApacheProxy | nginx.NginxProxy) -> None:
         self.server = server
         self.url = server.url
         self.cache_dir = server.cache_dir
@@ -152,7 +152,25 @@ def start_apache(
     return _ApacheFrontEnd(server)
 
 
-FRONT_ENDS: dict[str, Starter] = {"apache": start_apache, "serve": standalone.serve_front_end}
+def start_nginx(
+    request: pytest.FixtureRequest, upstream_url: str, options: ProxyOptions
+) -> FrontEnd:
+    """``eggproxy serve`` behind Debian's nginx, wired by ``eggproxy deploy nginx``."""
+    nginx.require_nginx()
+    server = nginx.NginxProxy(
+        upstream_url,
+        index_ttl=options.index_ttl,
+        timeout=options.timeout,
+        extra_config=options.extra_config,
+    )
+    return _ApacheFrontEnd(server)
+
+
+FRONT_ENDS: dict[str, Starter] = {
+    "apache": start_apache,
+    "nginx": start_nginx,
+    "serve": standalone.serve_front_end,
+}
 
 
 @pytest.fixture(params=sorted(FRONT_ENDS))

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from apache import public_dir as public_dir_for_apache
-from clients import ClientTools, IndexClients
 from conftest import FRONT_ENDS, FrontEnd, ProxyOptions
-from fixtures import build_wheel
-from upstream import Upstream
+from tests.integration.apache import public_dir as public_dir_for_apache
+from tests.integration.clients import ClientTools, IndexClients
+from tests.integration.fixtures import build_wheel
+from tests.integration.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

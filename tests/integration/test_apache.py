@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
-from upstream import Upstream
+from tests.integration.upstream import Upstream
 
 # Apache-specific: whatever front ends the ``proxy`` fixture knows, these run on Apache only.
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("proxy", ["apache"], indirect=True)]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from clients import BuildoutRun, ClientTools, IndexClients, canonicalize
-from upstream import Upstream
+from tests.integration.clients import BuildoutRun, ClientTools, IndexClients, canonicalize
+from tests.integration.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from clients import ClientTools, IndexClients
-from fixtures import _mod, build_sdist, build_wheel
-from standalone import start_serve
+from tests.integration.clients import ClientTools, IndexClients
+from tests.integration.fixtures import _mod, build_sdist, build_wheel
+from tests.integration.standalone import start_serve
+from tests.integration.upstream import Upstream
 from tests.support import clean_env
-from upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

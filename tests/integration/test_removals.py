@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 from conftest import FrontEnd
-from upstream import Upstream
+from tests.integration.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

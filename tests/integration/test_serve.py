@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import requests
-from fixtures import build_projects
-from standalone import (
+from tests.integration.fixtures import build_projects
+from tests.integration.standalone import (
     CLIENT_TIMEOUT,
     Fetch,
     StandaloneServer,
@@ -27,8 +27,8 @@ from standalone import (
     start_serve,
     wait_until,
 )
+from tests.integration.upstream import Upstream
 from tests.support import proc_status
-from upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

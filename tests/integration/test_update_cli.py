@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from upstream import Upstream
+from tests.integration.upstream import Upstream
 
 from eggproxy.config import load_config
 from eggproxy.names import NormalizedName

@@ -17,8 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fixtures import build_projects
-from upstream import JSON_V1, Upstream, negotiate
+from tests.integration.fixtures import build_projects
+from tests.integration.upstream import JSON_V1, Upstream, negotiate
 
 pytestmark = pytest.mark.integration
 
