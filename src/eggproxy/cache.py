@@ -112,17 +112,28 @@ class Cache:
         self._page_paths: dict[tuple[NormalizedName | None, Format], Path] = {}
 
     def prepare(self) -> None:
-        """Create the tree (or check its layout version) and clean leftovers."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create the tree (or check its layout version) and clean leftovers.
+
+        A directory that cannot be created or written is a configuration
+        error, said in one line at start rather than on every miss.
+        """
         marker = self.root / LAYOUT_MARKER
         try:
-            version = marker.read_text().strip()
-        except FileNotFoundError:
-            write_atomic(marker, LAYOUT_VERSION.encode() + b"\n")
-            return
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                version = marker.read_text().strip()
+            except FileNotFoundError:
+                write_atomic(marker, LAYOUT_VERSION.encode() + b"\n")
+                return
+            # Proves we may write here even when the marker exists already.
+            write_atomic(marker, version.encode() + b"\n")
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise ConfigError(f"cannot write {self.root}: {reason}", key="cache_dir") from None
         if version != LAYOUT_VERSION:
             raise ConfigError(
-                f"cache layout version {version!r}, this eggproxy needs {LAYOUT_VERSION!r}",
+                f"cache layout version {version or '(empty)'}, this eggproxy needs "
+                f"{LAYOUT_VERSION}",
                 key="cache_dir",
             )
 

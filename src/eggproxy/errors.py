@@ -29,13 +29,28 @@ class EggproxyError(Exception):
 class ConfigError(EggproxyError):
     """A configuration value is missing or wrong."""
 
-    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        path: str | None = None,
+        section: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.key = key
         self.path = path
+        self.section = section
+        self.line = line
         super().__init__(message)
 
     def __str__(self) -> str:
+        # One line a person can act on: ``FILE: line N: [SECTION] KEY: what is wrong``.
         where = f"{self.path}: " if self.path else ""
+        if self.line is not None:
+            where += f"line {self.line}: "
+        if self.section:
+            where += f"[{self.section}] "
         what = f"{self.key}: " if self.key else ""
         return f"{where}{what}{self.args[0]}"
 

@@ -78,7 +78,7 @@ class Aggregator:
         try:
             return self._by_name[name]
         except KeyError:
-            raise UpstreamError(f"no configured source named {name!r}") from None
+            raise UpstreamError(f'no configured source named "{name}"') from None
 
     def local_sources(self) -> list[Source]:
         return [e.source for e in self.entries if e.source.is_local]
