@@ -65,6 +65,9 @@ class PageState:
     url: str
     etag: str | None = None
     serial: int | None = None
+    # sha256 of the page as stored: equal bytes mean "unchanged" even when the
+    # upstream sends no ETag, and the page is not rewritten.
+    digest: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -76,6 +79,7 @@ class PageState:
             url=str(raw["url"]),
             etag=raw.get("etag"),
             serial=raw.get("serial"),
+            digest=raw.get("digest"),
         )
 
 
@@ -238,6 +242,10 @@ class Cache:
         write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
         # The JSON page's mtime is the page's fetch time: written last.
         write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+
+    def write_state(self, project: NormalizedName | None, state: PageState) -> None:
+        """Replace a cached page's state alone (new ETag or serial, same bytes)."""
+        write_atomic(self.project_dir(project) / STATE, state.to_json())
 
     def touch_page(self, project: NormalizedName | None, fetched: float) -> None:
         """Mark a page revalidated (the upstream answered 304 Not Modified)."""

@@ -12,6 +12,7 @@ cache's file locks.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -104,6 +105,11 @@ class Proxy:
             if freshness(self.cache.page_mtime(project), max_age_seconds, now) is Freshness.STALE
         ]
 
+    def cached_pages(self) -> int:
+        """How many pages (the root page and projects) the cache holds."""
+        root = self.cache.page_mtime(None) is not None
+        return len(self.cache.cached_projects()) + root
+
     # --- pages ---------------------------------------------------------------
 
     def fresh_page(self, project: NormalizedName | None, fmt: Format) -> PageResult | None:
@@ -194,13 +200,21 @@ class Proxy:
                 f"upstream serial went backwards ({fetched.serial} < {previous})",
                 url=fetched.url,
             )
-        state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial)
         page = fetched.page
         if isinstance(page, ProjectPage):
             html, json_page = project_html(page), project_json_bytes(page)
             upstream: bytes | None = project_json_bytes(page, relative=False)
         else:
             html, json_page, upstream = index_html(page), index_json_bytes(page), None
+        # Both stored JSON copies: a file moved to another host changes only the upstream copy.
+        digest = hashlib.sha256(json_page + b"\0" + (upstream or b"")).hexdigest()
+        state = PageState(fetched.url, fetched.etag, fetched.serial, digest)
+        if old.complete and old.state is not None and old.state.digest == digest:
+            # The same bytes again (an upstream without ETags): unchanged, as on a 304.
+            if state != old.state:
+                self.cache.write_state(project, state)
+            self.cache.touch_page(project, started)
+            return False
         self.cache.write_page(
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
         )

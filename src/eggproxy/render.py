@@ -144,7 +144,8 @@ def project_html(page: ProjectPage) -> bytes:
 
 def index_json_bytes(index: IndexPage) -> bytes:
     """The PEP 691 root page, encoded."""
-    meta: dict[str, Any] = {"api-version": "1.0"}
+    # PEP 700 adds nothing to the root page: 1.1, as the project pages say.
+    meta: dict[str, Any] = {"api-version": "1.1"}
     if index.last_serial is not None:
         meta["_last-serial"] = index.last_serial
     projects = [{"name": name} for name in index.projects]
@@ -157,7 +158,7 @@ def index_html(index: IndexPage) -> bytes:
         "<!DOCTYPE html>",
         "<html>",
         "<head>",
-        '<meta name="pypi:repository-version" content="1.0">',
+        '<meta name="pypi:repository-version" content="1.1">',
         "<title>Simple index</title>",
         "</head>",
         "<body>",

@@ -93,3 +93,9 @@ def test_root_page_escapes_hostile_names() -> None:
 def test_json_name_is_normalised() -> None:
     page = ProjectPage("Foo.Bar", (DistFile("foo_bar-1.0.tar.gz", "https://x/foo_bar-1.0.tar.gz"),))
     assert project_json(page)["name"] == "foo-bar"
+
+
+def test_root_page_says_api_version_1_1_like_project_pages() -> None:
+    index = IndexPage(projects=("Demo",))
+    assert json.loads(index_json_bytes(index))["meta"]["api-version"] == "1.1"
+    assert b'name="pypi:repository-version" content="1.1"' in index_html(index)
