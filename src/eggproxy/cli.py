@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from eggproxy import __version__, logs
 from eggproxy.config import Config, load_config
 from eggproxy.configdump import config_ini
-from eggproxy.errors import ConfigError
+from eggproxy.errors import CannotListen, ConfigError
 from eggproxy.proxy import Proxy
 from eggproxy.update import update
 
@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _update(config, args)
     except ConfigError as exc:
         print(f"eggproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CannotListen as exc:
+        print(f"eggproxy: {exc}", file=sys.stderr)
         return 2
 
 

@@ -23,6 +23,7 @@ from typing import Literal
 
 import requests
 
+from eggproxy import loops
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
@@ -74,8 +75,10 @@ class Proxy:
         self.config = config
         self.clock = clock
         self.cache = Cache(config.cache_dir)
+        # Our name in the Via header of upstream requests: how a loop is seen.
+        self.name = loops.pseudonym(config)
         # Overwrite the session for testing, or to configure proxies and TLS.
-        self.sources = build_sources(config, session or make_session())
+        self.sources = build_sources(config, session or make_session(), via=self.name)
         self._local: list[LocalSource] = [
             s for s in self.sources.local_sources() if isinstance(s, LocalSource)
         ]
@@ -87,6 +90,13 @@ class Proxy:
         removed = self.cache.clean_partials()
         if removed:
             log.info("removed %d leftover partial files", removed)
+
+    def is_loop(self, via: str | None) -> bool:
+        """Whether a request with this ``Via`` header came through this eggproxy already.
+
+        Answered 508 by the front ends: serving it would ask ourselves again.
+        """
+        return loops.is_loop(via, self.name)
 
     def close(self) -> None:
         """Abort downloads still running (their partial files are removed)."""

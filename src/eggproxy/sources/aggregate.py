@@ -160,8 +160,13 @@ def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[Pro
     return replace(first, page=page, etag=None)
 
 
-def build_sources(config: Config, session: requests.Session) -> Aggregator:
-    """The configured sources, in order, behind one :class:`Aggregator`."""
+def build_sources(
+    config: Config, session: requests.Session, *, via: str | None = None
+) -> Aggregator:
+    """The configured sources, in order, behind one :class:`Aggregator`.
+
+    ``via``: the pseudonym remote sources name us by in their ``Via`` header.
+    """
     entries = []
     for source in config.effective_sources:
         if source.path is not None:
@@ -170,6 +175,8 @@ def build_sources(config: Config, session: requests.Session) -> Aggregator:
         if source.url is None:  # config guarantees one of path and url
             raise ValueError(f"source {source.name} has neither url nor path")
         auth = (source.username, source.password or "") if source.username else None
-        remote = UpstreamIndex(source.url, session, config.timeout, name=source.name, auth=auth)
+        remote = UpstreamIndex(
+            source.url, session, config.timeout, name=source.name, auth=auth, via=via
+        )
         entries.append(Entry(remote, source))
     return Aggregator(entries)

@@ -17,6 +17,7 @@ from urllib3.util.retry import Retry
 
 from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
+from eggproxy.loops import outgoing_via
 from eggproxy.mediatypes import UPSTREAM_ACCEPT, is_json_content_type
 from eggproxy.model import IndexPage, ProjectPage
 from eggproxy.names import NormalizedName
@@ -55,6 +56,7 @@ class UpstreamIndex:
         *,
         name: str = "upstream",
         auth: tuple[str, str] | None = None,
+        via: str | None = None,
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.session = session
@@ -63,6 +65,8 @@ class UpstreamIndex:
         # Sent as a header, never part of a URL, so it never reaches a log line.
         self.auth = auth
         self._origin = _origin(self.url)
+        # Our pseudonym for the Via header that lets an eggproxy see a loop (eggproxy.loops).
+        self.via = via
         # How messages name it: a 502 says which source failed (plain, no repr).
         self._label = f'upstream "{name}"'
 
@@ -127,6 +131,8 @@ class UpstreamIndex:
 
     def get(self, url: str, *, headers: dict[str, str], stream: bool = False) -> requests.Response:
         """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
+        if self.via:
+            headers = {**headers, "Via": outgoing_via(self.via)}
         try:
             return self.session.get(
                 url,
