@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import FixtureFiles
+from conftest import FixtureFiles, FrontEnd
 from standalone import CLIENT_TIMEOUT, StandaloneServer, clean_env, start_serve
 from tests.support import free_port
 from upstream import Upstream
@@ -197,3 +197,13 @@ def test_a_502_names_the_source_and_why(tmp_path: Path) -> None:
         response = requests.get(f"{server.url}demo-pkg/", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 502
     assert response.text == '502 upstream "upstream" unreachable: connection refused\n'
+
+
+def test_both_front_ends_refuse_a_looped_request(proxy: FrontEnd, upstream: Upstream) -> None:
+    requests.get(f"{proxy.url}demo-pkg/", timeout=CLIENT_TIMEOUT).raise_for_status()
+    via = next(h["Via"] for _m, p, h in upstream.requests if p == "/simple/demo-pkg/")
+    before = len(upstream.requests)
+    for path in ("dep-pkg/", "demo-pkg/"):  # a miss and a hit: neither is answered
+        looped = requests.get(f"{proxy.url}{path}", headers={"Via": via}, timeout=CLIENT_TIMEOUT)
+        assert looped.status_code == 508, looped.text
+    assert len(upstream.requests) == before
