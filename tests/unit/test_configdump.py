@@ -79,3 +79,16 @@ def test_without_a_file_it_says_defaults(
     out = capsys.readouterr().out
     assert out.startswith("; no configuration file: defaults\n[eggproxy]\n")
     assert f"index = {INDEX}\n" in out
+
+
+def test_the_readme_shows_what_it_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_doc_examples import ROOT, _rst_blocks
+
+    monkeypatch.setenv("PIP_INDEX_URL", INDEX)
+    (shown,) = [
+        block
+        for _line, block in _rst_blocks((ROOT / "README.rst").read_text())
+        if block.startswith("; loaded from ")
+    ]
+    printed = config_ini(load_config(_conf(tmp_path, shown), environ={}))
+    assert printed.splitlines()[1:] == shown.splitlines()[1:]
