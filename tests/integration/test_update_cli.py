@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import free_port
 from upstream import Upstream
 
 from eggproxy.config import load_config
@@ -110,6 +111,19 @@ def test_update_reports_failures_and_gone_projects(filled: Path, upstream: Upstr
     assert len(failures) == 3, result.stderr
     assert all('upstream "upstream" ' in line for line in failures), result.stderr
     assert "Retrying" not in result.stderr and "urllib3" not in result.stderr
+
+
+def test_unreachable_upstream_is_one_line_per_page(filled: Path, tmp_path: Path) -> None:
+    dead = tmp_path / "dead.conf"
+    index = f"http://127.0.0.1:{free_port()}/simple/"
+    dead.write_text(f"[eggproxy]\ncache_dir = {tmp_path}/cache\nindex = {index}\n")
+    result = _run(dead, "--max-age", "0")
+    assert result.returncode == 1
+    assert result.stdout == "checked 3 of 3 cached pages: changed 0, unchanged 0, failed 3\n"
+    failures = result.stderr.strip().splitlines()
+    assert len(failures) == 3, result.stderr  # urllib3's "Retrying (Retry(...))" is silenced
+    for line in failures:
+        assert line.endswith('failed: upstream "upstream" unreachable: connection refused')
 
 
 def test_quiet_prints_nothing_unless_something_failed(filled: Path, upstream: Upstream) -> None:
