@@ -8,24 +8,17 @@ configuration (bar the masked passwords).
 
 from __future__ import annotations
 
+import enum
+from dataclasses import fields
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from eggproxy.config import Config, SourceConfig
 
 MASK: Final = "***"
-# The [eggproxy] keys, in the order the README's table lists them.
-KEYS: Final = (
-    "cache_dir",
-    "index",
-    "prefix",
-    "index_ttl",
-    "update_interval",
-    "update_concurrency",
-    "timeout",
-    "bind",
-    "workers",
-)
+# Fields of Config that are not [eggproxy] keys; every other field is one, so a
+# key added later is printed without a change here.
+NOT_KEYS: Final = frozenset({"path", "sources"})
 
 
 def mask_url(url: str) -> str:
@@ -36,6 +29,17 @@ def mask_url(url: str) -> str:
         return url
     user = userinfo.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
+
+
+def format_value(value: object) -> str:
+    """A value as the configuration file spells it (and its parser reads it back)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _source_lines(source: SourceConfig) -> list[str]:
@@ -58,9 +62,11 @@ def config_ini(config: Config) -> str:
     """The effective configuration as INI, headed by where it was loaded from."""
     origin = f"loaded from {config.path}" if config.path else "no configuration file: defaults"
     lines = [f"; {origin}", "[eggproxy]"]
-    for key in KEYS:
-        value = getattr(config, key)
-        lines.append(f"{key} = {mask_url(value) if key == 'index' else value}")
+    for item in fields(config):
+        if item.name in NOT_KEYS:
+            continue
+        value = format_value(getattr(config, item.name))
+        lines.append(f"{item.name} = {mask_url(value) if item.name == 'index' else value}")
     for source in config.sources:
         lines += _source_lines(source)
     return "\n".join(lines) + "\n"
