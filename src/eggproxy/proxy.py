@@ -218,7 +218,7 @@ class Proxy:
             html, json_page, upstream = index_html(page), index_json_bytes(page), None
         # Both stored JSON copies: a file moved to another host changes only the upstream copy.
         digest = hashlib.sha256(json_page + b"\0" + (upstream or b"")).hexdigest()
-        state = PageState(fetched.url, fetched.etag, fetched.serial, digest)
+        state = PageState(url=fetched.url, etag=fetched.etag, serial=fetched.serial, digest=digest)
         if old.complete and old.state is not None and old.state.digest == digest:
             # The same bytes again (an upstream without ETags): unchanged, as on a 304.
             if state != old.state:
