@@ -70,6 +70,9 @@ class PageState:
     serial: int | None = None
     gone_since: float | None = None  # when the upstream first answered 404
     last_modified: str | None = None  # the upstream's Last-Modified (If-Modified-Since)
+    # sha256 of the page as stored: equal bytes mean "unchanged" even when the
+    # upstream sends no ETag, and the page is not rewritten.
+    digest: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -83,6 +86,7 @@ class PageState:
             serial=raw.get("serial"),
             gone_since=raw.get("gone_since"),
             last_modified=raw.get("last_modified"),
+            digest=raw.get("digest"),
         )
 
 
@@ -119,17 +123,28 @@ class Cache:
         self._page_paths: dict[tuple[NormalizedName | None, Format], Path] = {}
 
     def prepare(self) -> None:
-        """Create the tree (or check its layout version) and clean leftovers."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create the tree (or check its layout version) and clean leftovers.
+
+        A directory that cannot be created or written is a configuration
+        error, said in one line at start rather than on every miss.
+        """
         marker = self.root / LAYOUT_MARKER
         try:
-            version = marker.read_text().strip()
-        except FileNotFoundError:
-            write_atomic(marker, LAYOUT_VERSION.encode() + b"\n")
-            return
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                version = marker.read_text().strip()
+            except FileNotFoundError:
+                write_atomic(marker, LAYOUT_VERSION.encode() + b"\n")
+                return
+            # Proves we may write here even when the marker exists already.
+            write_atomic(marker, version.encode() + b"\n")
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise ConfigError(f"cannot write {self.root}: {reason}", key="cache_dir") from None
         if version != LAYOUT_VERSION:
             raise ConfigError(
-                f"cache layout version {version!r}, this eggproxy needs {LAYOUT_VERSION!r}",
+                f"cache layout version {version or '(empty)'}, this eggproxy needs "
+                f"{LAYOUT_VERSION}",
                 key="cache_dir",
             )
 
@@ -236,6 +251,7 @@ class Cache:
         write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
 
     def write_state(self, project: NormalizedName | None, state: PageState) -> None:
+        """Replace a cached page's state alone (new ETag or serial, same bytes)."""
         write_atomic(self.project_dir(project) / STATE, state.to_json())
 
     def remove_page(self, project: NormalizedName) -> None:

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from eggproxy import __version__, logs
-from eggproxy.config import Config, load_config, redact
-from eggproxy.errors import ConfigError
+from eggproxy.config import Config, load_config
+from eggproxy.configdump import config_ini
+from eggproxy.errors import CannotListen, ConfigError
 from eggproxy.offline import commands as offline
 from eggproxy.proxy import Proxy
 from eggproxy.update import update
@@ -41,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "update",
         help="refresh cached pages older than update_interval (for cron)",
         description="Revalidate every cached project page (and the root page) older than "
-        "update_interval with conditional requests. Prints one summary line; exits 1 if "
-        "any page failed.",
+        "update_interval with conditional requests. Shows a progress bar on a terminal; "
+        "prints one summary line; exits 1 if any page failed.",
     )
     _config_option(update_parser)
     update_parser.add_argument(
@@ -51,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOURS",
         help="refresh pages older than this (default: update_interval)",
     )
-    update_parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    update_parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing unless a page failed (for cron)"
+    )
 
     serve_parser = commands.add_parser(
         "serve",
@@ -73,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_parser = commands.add_parser(
         "config",
         help="print the configuration in effect",
-        description="Print the resolved configuration (file, defaults and overrides).",
+        description="Print the resolved configuration (file, defaults and overrides) as INI "
+        "that loads back, passwords masked, with the file it was loaded from.",
     )
     _config_option(config_parser)
     offline.add_parsers(commands, _config_option)
@@ -146,9 +150,14 @@ def _load(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eggproxy``."""
     args = build_parser().parse_args(argv)
-    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    # update logs only what went wrong: its summary line says the rest.
+    level = logging.WARNING if args.command == "update" else logging.INFO
     logging.basicConfig(level=level, format=logs.FORMAT)
+    # urllib3 warns on each retried connection; our own line says what failed.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
+        if args.command == "update" and args.max_age is not None and args.max_age < 0:
+            raise ConfigError(f"must not be negative, not {args.max_age:g}", key="--max-age")
         config = _load(args)
         if args.command == "serve":
             from eggproxy.standalone.run import serve
@@ -157,21 +166,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "deploy":
             return _deploy(args, config)
         if args.command == "config":
-            for key, value in sorted(vars(config).items()):
-                if key == "index":
-                    value = redact(value)
-                print(f"{key} = {value}")
+            print(config_ini(config), end="")
             return 0
         if args.command in offline.COMMANDS:
             return offline.run(args, config)
-        proxy = Proxy(config)
-        proxy.prepare()
-        max_age = None if args.max_age is None else args.max_age * 3600
-        summary = update(proxy, max_age_seconds=max_age)
+        return _update(config, args)
     except ConfigError as exc:
         print(f"eggproxy: configuration error: {exc}", file=sys.stderr)
         return 2
-    print(summary.line())
+    except CannotListen as exc:
+        print(f"eggproxy: {exc}", file=sys.stderr)
+        return 2
+
+
+def _update(config: Config, args: argparse.Namespace) -> int:
+    proxy = Proxy(config)
+    proxy.prepare()
+    max_age = None if args.max_age is None else args.max_age * 3600
+    try:
+        # A progress bar for a person at a terminal; cron and logs get the summary alone.
+        if sys.stderr.isatty() and not args.quiet:
+            from eggproxy.progress import progress_bar
+
+            with progress_bar(sys.stderr) as bar:
+                summary = update(proxy, max_age_seconds=max_age, progress=bar)
+        else:
+            summary = update(proxy, max_age_seconds=max_age)
+    finally:
+        proxy.close()
+    if summary.failed or not args.quiet:
+        print(summary.line())
     return 1 if summary.failed else 0
 
 

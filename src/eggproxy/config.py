@@ -6,6 +6,11 @@ this order: an explicit path (``--config``/``-c``), ``$EGGPROXY_CONFIG``,
 ``~/.config/eggproxy/eggproxy.conf``, ``/etc/eggproxy/eggproxy.conf``; with
 none of them, the defaults apply.  Keys live in ``[eggproxy]``; the 2008
 module's ``[default]`` section and its ``eggs_directory`` key are accepted.
+
+A file cannot be misread: ``;`` or ``#`` after whitespace starts a comment
+(the examples put comments after values), a section or key eggproxy does not
+know is an error, and every error is one line naming the file, the section
+and the key.
 """
 
 from __future__ import annotations
@@ -158,6 +163,53 @@ def find_config_file(
     return None
 
 
+def read_ini(path: Path) -> configparser.ConfigParser:
+    """Parse ``path`` as eggproxy reads INI: inline comments stripped, errors in one line."""
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        default_section="__none__",
+        # "key = value  ; why" is how the examples comment a value: never part of it.
+        inline_comment_prefixes=(";", "#"),
+    )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", path=str(path)) from None
+    except configparser.Error as exc:
+        raise _syntax_error(exc, path) from None
+    for section in parser.sections():
+        if section not in SECTIONS and not section.startswith(SOURCE_PREFIX):
+            known = ", ".join(f"[{s}]" for s in SECTIONS)
+            raise ConfigError(
+                f"unknown section (known: {known}, [{SOURCE_PREFIX}NAME])",
+                path=str(path),
+                section=section,
+            )
+    return parser
+
+
+def _syntax_error(exc: configparser.Error, path: Path) -> ConfigError:
+    """configparser's multi-line, repr-laden messages as one plain line."""
+    where = str(path)
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return ConfigError(
+            "a key before any section header (start with [eggproxy])", path=where, line=exc.lineno
+        )
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return ConfigError(
+            "key given twice", path=where, line=exc.lineno, section=exc.section, key=exc.option
+        )
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return ConfigError("section given twice", path=where, line=exc.lineno, section=exc.section)
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        lineno, _text = exc.errors[0]
+        return ConfigError("not a 'key = value' line", path=where, line=lineno)
+    return ConfigError("not an INI file", path=where)
+
+
 def load_config(
     explicit: str | os.PathLike[str] | None = None,
     *,
@@ -166,17 +218,16 @@ def load_config(
     """Find, read and validate the configuration; raise :class:`ConfigError` if wrong."""
     path = find_config_file(explicit, environ)
     values: dict[str, str] = {}
+    origin: dict[str, str] = {}  # key -> the section it was read from, for messages
     if path is not None:
-        parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                parser.read_file(handle)
-        except (OSError, configparser.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+        parser = read_ini(path)
         # Later sections in SECTIONS are the older spelling; [eggproxy] wins.
         for section in reversed(SECTIONS):
             if parser.has_section(section):
-                values.update(parser.items(section))
+                for key, value in parser.items(section):
+                    values[key], origin[key] = value, section
+        if "eggs_directory" in origin:
+            origin.setdefault("cache_dir", origin["eggs_directory"])
     try:
         config = config_from_mapping(values, path=path, environ=environ)
         if path is not None:
@@ -187,11 +238,13 @@ def load_config(
             )
             names = [source.name for source in sources]
             if len(set(names)) != len(names):
-                raise ConfigError("a source name is used twice", key="source")
+                raise ConfigError("a source name is used twice")
             config = replace(config, sources=sources)
         return config
     except ConfigError as exc:
         exc.path = str(path) if path else None
+        if exc.section is None and exc.key in origin:
+            exc.section = origin[exc.key]
         raise
 
 
@@ -200,32 +253,43 @@ _SOURCE_KEYS: Final = ("url", "path", "username", "password", "mode", "allow")
 
 def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
     """Validate one ``[source:NAME]`` section."""
-    key = f"source:{name}"
+    section = f"{SOURCE_PREFIX}{name}"
     if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ConfigError("a source needs a name of letters, digits, '-', '_', '.'", key=key)
+        raise ConfigError(
+            "a source needs a name of letters, digits, '-', '_', '.'", section=section
+        )
     unknown = sorted(set(values) - set(_SOURCE_KEYS))
     if unknown:
-        raise ConfigError("unknown key", key=f"{key}.{unknown[0]}")
+        raise ConfigError(
+            f"unknown key (known: {', '.join(_SOURCE_KEYS)})", section=section, key=unknown[0]
+        )
     url, path = values.get("url", "").strip(), values.get("path", "").strip()
     if bool(url) == bool(path):
-        raise ConfigError("needs exactly one of url or path", key=key)
+        raise ConfigError("needs exactly one of url or path", section=section)
     username, password = values.get("username") or None, values.get("password") or None
-    if url:
-        parts = urlsplit(_parse_url(f"{key}.url", url))
-        url, url_user, url_password = split_credentials(urlunsplit(parts))
-        username, password = username or url_user, password or url_password
+    try:
+        if url:
+            parts = urlsplit(_parse_url("url", url))
+            url, url_user, url_password = split_credentials(urlunsplit(parts))
+            username, password = username or url_user, password or url_password
+        folder = _parse_folder("path", path) if path else None
+    except ConfigError as exc:
+        exc.section = section
+        raise
     try:
         mode = SourceMode(values.get("mode", SourceMode.FIRST.value).strip())
     except ValueError:
         modes = ", ".join(m.value for m in SourceMode)
-        raise ConfigError(f"mode must be one of {modes}", key=f"{key}.mode") from None
+        raise ConfigError(
+            f"must be one of {modes}, not {values['mode'].strip()}", section=section, key="mode"
+        ) from None
     allow = frozenset(
         canonicalize_name(item) for item in values.get("allow", "").replace(",", " ").split()
     )
     return SourceConfig(
         name=name,
         url=url or None,
-        path=_parse_path(f"{key}.path", path) if path else None,
+        path=folder,
         username=username,
         password=password,
         mode=mode,
@@ -256,6 +320,16 @@ def _parse_path(key: str, value: str) -> Path:
     return Path(os.path.expanduser(value.strip())).absolute()
 
 
+def _parse_folder(key: str, value: str) -> Path:
+    """A folder that must exist now: a typo would otherwise serve an empty source."""
+    folder = _parse_path(key, value)
+    if not folder.exists():
+        raise ConfigError(f"no such directory: {folder}", key=key)
+    if not folder.is_dir():
+        raise ConfigError(f"not a directory: {folder}", key=key)
+    return folder
+
+
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:
     """``(url without userinfo, username, password)``: URLs get logged, credentials must not."""
     parts = urlsplit(url)
@@ -275,8 +349,9 @@ def redact(url: str) -> str:
 def _parse_url(key: str, value: str) -> str:
     value = value.strip()
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"not an http(s) URL: {redact(value)!r}", key=key)
+    # Whitespace inside is a comment or a typo taken for part of the URL.
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(value.split()) > 1:
+        raise ConfigError(f"not an absolute http(s) URL: {redact(value) or '(empty)'}", key=key)
     return value if value.endswith("/") else value + "/"
 
 
@@ -285,9 +360,9 @@ def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str, str], 
         try:
             number = kind(value.strip())
         except ValueError:
-            raise ConfigError(f"not a number: {value!r}", key=key) from None
+            raise ConfigError(f"not a number: {value.strip()}", key=key) from None
         if number < minimum:
-            raise ConfigError(f"must be at least {minimum}: {value!r}", key=key)
+            raise ConfigError(f"must be at least {minimum:g}, not {value.strip()}", key=key)
         return number
 
     return parse
@@ -296,7 +371,7 @@ def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str, str], 
 def _parse_prefix(key: str, value: str) -> str:
     value = "/" + value.strip().strip("/") + "/"
     if "//" in value or ".." in value:
-        raise ConfigError(f"not a URL path: {value!r}", key=key)
+        raise ConfigError(f"not a URL path: {value}", key=key)
     return value
 
 
@@ -340,7 +415,7 @@ def parse_duration(key: str, value: str) -> float:
 def _parse_bind(key: str, value: str) -> str:
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"expected HOST:PORT, got {value!r}", key=key)
+        raise ConfigError(f"expected HOST:PORT, not {value.strip()}", key=key)
     return f"{host}:{port}"
 
 

@@ -25,6 +25,7 @@ import requests
 
 from eggproxy.cache import Cache, write_atomic
 from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
+from eggproxy.reasons import reason
 from eggproxy.sources.base import CHUNK_SIZE, FileResponse
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class Downloader:
                             digest.update(chunk)
                 except requests.RequestException as exc:
                     raise UpstreamUnavailable(
-                        f"download of {wanted.target.name} failed: {type(exc).__name__}",
+                        f"download of {wanted.target.name} failed: {reason(exc)}",
                         url=wanted.url,
                     ) from None
             _verify(wanted, size, declared, expected, digest)

@@ -4,6 +4,8 @@
 
     EggproxyError
     ├── ConfigError            bad configuration (a key, its value, the file)
+    ├── CannotListen           the server's address is taken or not ours
+    ├── LoopDetected           a request that came through this eggproxy already (508)
     ├── BadRequest             a request no index could answer (400)
     │   └── InvalidName        a project or file name that is not valid
     ├── NotFound               nothing there (404)
@@ -30,15 +32,51 @@ class EggproxyError(Exception):
 class ConfigError(EggproxyError):
     """A configuration value is missing or wrong."""
 
-    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        path: str | None = None,
+        section: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.key = key
         self.path = path
+        self.section = section
+        self.line = line
         super().__init__(message)
 
     def __str__(self) -> str:
+        # One line a person can act on: ``FILE: line N: [SECTION] KEY: what is wrong``.
         where = f"{self.path}: " if self.path else ""
+        if self.line is not None:
+            where += f"line {self.line}: "
+        if self.section:
+            where += f"[{self.section}] "
         what = f"{self.key}: " if self.key else ""
         return f"{where}{what}{self.args[0]}"
+
+
+class LoopDetected(EggproxyError):
+    """A request whose ``Via`` shows it passed this eggproxy: an upstream points back at us."""
+
+    status = 508  # Loop Detected (RFC 5842)
+
+    def __init__(self) -> None:
+        super().__init__(
+            "loop detected: this request came through this eggproxy already "
+            "(an upstream's index points back here)"
+        )
+
+
+class CannotListen(EggproxyError):
+    """``eggproxy serve`` cannot have its address to itself (in use, not assignable)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot listen on {address}: {reason}")
 
 
 class BadRequest(EggproxyError):

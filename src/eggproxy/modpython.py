@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 from mod_python import apache
 
+from eggproxy import loops
 from eggproxy.config import load_config
-from eggproxy.errors import ConfigError, EggproxyError
+from eggproxy.errors import ConfigError, EggproxyError, LoopDetected
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
 from eggproxy.mediatypes import choose_format
 from eggproxy.proxy import Proxy
@@ -87,6 +88,10 @@ def fixup(req: Any) -> int:
         return _error(req, METHOD_NOT_ALLOWED)
     try:
         proxy = _proxy(req)
+        via = req.headers_in.get("Via")
+        if via is not None and proxy.is_loop(via):
+            raise LoopDetected()
+        loops.forward(via)  # this thread's upstream requests carry the client's Via first
         raw = req.unparsed_uri.split("?", 1)[0]
         if not raw.startswith("/"):  # absolute-form request target (RFC 9112, 3.2.2)
             raw = urlsplit(raw).path or "/"

@@ -12,6 +12,7 @@ cache's file locks.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from typing import Literal, NoReturn
 import requests
 from packaging.utils import canonicalize_name
 
+from eggproxy import loops
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
@@ -96,8 +98,10 @@ class Proxy:
         self.config = config
         self.clock = clock
         self.cache = Cache(config.cache_dir)
+        # Our name in the Via header of upstream requests: how a loop is seen.
+        self.name = loops.pseudonym(config)
         # Overwrite the session for testing, or to configure proxies and TLS.
-        self.sources = build_sources(config, session or make_session())
+        self.sources = build_sources(config, session or make_session(), via=self.name)
         self._local: list[LocalSource] = [
             s for s in self.sources.local_sources() if isinstance(s, LocalSource)
         ]
@@ -109,6 +113,13 @@ class Proxy:
         removed = self.cache.clean_partials()
         if removed:
             log.info("removed %d leftover partial files", removed)
+
+    def is_loop(self, via: str | None) -> bool:
+        """Whether a request with this ``Via`` header came through this eggproxy already.
+
+        Answered 508 by the front ends: serving it would ask ourselves again.
+        """
+        return loops.is_loop(via, self.name)
 
     def close(self) -> None:
         """Abort downloads still running (their partial files are removed)."""
@@ -126,6 +137,11 @@ class Proxy:
             for project in pages
             if freshness(self.cache.page_mtime(project), max_age_seconds, now) is Freshness.STALE
         ]
+
+    def cached_pages(self) -> int:
+        """How many pages (the root page and projects) the cache holds."""
+        root = self.cache.page_mtime(None) is not None
+        return len(self.cache.cached_projects()) + root
 
     # --- pages ---------------------------------------------------------------
 
@@ -226,10 +242,8 @@ class Proxy:
         # Files not offered leave the URL space before the page stops listing them.
         self._place_files(project, page, view)
         html, json_page = project_html(view), project_json_bytes(view)
-        self._write(
-            project, html, json_page, project_json_bytes(page, relative=False), fetched, started
-        )
-        return True
+        upstream = project_json_bytes(page, relative=False)
+        return self._write(project, html, json_page, upstream, fetched, old, started)
 
     def _write(
         self,
@@ -238,18 +252,30 @@ class Proxy:
         json_page: bytes,
         upstream: bytes,
         fetched: Fetched[ProjectPage],
+        old: Snapshot,
         started: float,
-    ) -> None:
+    ) -> bool:
+        """Store a fetched page; ``False`` when its bytes are those cached (not rewritten)."""
+        # Both stored JSON copies: a file moved to another host changes only the upstream copy.
+        digest = hashlib.sha256(json_page + b"\0" + upstream).hexdigest()
         state = PageState(
             url=fetched.url,
             etag=fetched.etag,
             serial=fetched.serial,
             last_modified=fetched.last_modified,
+            digest=digest,
         )
+        if old.complete and old.state is not None and old.state.digest == digest:
+            # The same bytes again (an upstream without ETags): unchanged, as on a 304.
+            if state != old.state:
+                self.cache.write_state(project, state)
+            self.cache.touch_page(project, started)
+            return False
         self.cache.write_page(
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
         )
         log.info("fetched page of %s from %s", project, fetched.url)
+        return True
 
     def _refresh_root(self, old: Snapshot, etag: str | None, started: float) -> bool:
         """Stream the root page from its source to disk: never held whole in memory."""

@@ -53,8 +53,10 @@ class StandaloneServer:
         config: dict[str, str] | None = None,
         access_log: bool = True,
         extra_config: str = "",
+        port: int | None = None,
     ) -> None:
         self.upstream_url = upstream_url
+        self.fixed_port = port  # None: a free port, chosen at start
         self.extra_config = extra_config  # more sections, e.g. [source:NAME]
         self.cache_dir = Path(cache_dir)
         self.workers = workers
@@ -88,7 +90,7 @@ class StandaloneServer:
         lines = ["[eggproxy]", *(f"{k} = {v}" for k, v in self.settings.items())]
         self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config)
         for attempt in range(attempts):
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             with self.log_path.open("ab") as log:
                 log.write(f"--- start: {' '.join(self.command())}\n".encode())
                 log.flush()
@@ -104,7 +106,7 @@ class StandaloneServer:
                 return self
             exited = self.proc.poll() is not None
             self.stop(signal.SIGKILL, timeout=5)
-            if not exited or attempt == attempts - 1:
+            if not exited or attempt == attempts - 1 or self.fixed_port:
                 break
         raise RuntimeError(f"eggproxy serve did not become ready:\n{self.log_text()[-4000:]}")
 

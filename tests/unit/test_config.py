@@ -111,11 +111,14 @@ def test_no_sources_means_the_index(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "key"),
     [
-        ("[source:x]\n", "source:x"),
-        ("[source:x]\nurl = https://a/\npath = /tmp\n", "source:x"),
-        ("[source:x]\nurl = https://a/\nmode = merge\n", "source:x.mode"),
-        ("[source:x]\nurl = https://a/\ncolour = red\n", "source:x.colour"),
-        ("[source:x y]\nurl = https://a/\n", "source:x y"),
+        ("[source:x]\n", "[source:x]"),
+        ("[source:x]\nurl = https://a/\npath = /tmp\n", "[source:x]"),
+        ("[source:x]\nurl = https://a/\nmode = merge\n", "[source:x] mode"),
+        ("[source:x]\nurl = https://a/\ncolour = red\n", "[source:x] colour"),
+        ("[source:x y]\nurl = https://a/\n", "[source:x y]"),
+        ("[source:x]\nurl = packages.example.test/simple\n", "[source:x] url"),
+        ("[source:x]\npath = /no/such/eggs\n", "[source:x] path"),
+        ("[source:x]\npath = /etc/hostname\n", "[source:x] path"),
     ],
 )
 def test_bad_sources(tmp_path: Path, section: str, key: str) -> None:
@@ -137,3 +140,56 @@ def test_bad_url_message_hides_credentials(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     assert "s3cret" not in str(info.value)
+
+
+def test_inline_comments_are_not_values(tmp_path: Path) -> None:
+    (tmp_path / "eggs").mkdir()
+    path = _write(
+        tmp_path,
+        f"[eggproxy]\nindex = {INDEX}   ; the mirror\nindex_ttl = 60 # a minute\n"
+        "[source:private]\nurl = https://private.example.test/simple/   ; the private one\n"
+        "username = ci-reader          ; or ~/.netrc\n"
+        "password = p#ss;word          ; no whitespace before: part of the value\n"
+        "allow = sphinx                ; projects this source may provide\n"
+        "                              ; even when an earlier one has them\n"
+        f"[source:local]\npath = {tmp_path}/eggs   # a folder\n",
+    )
+    config = load_config(path, environ={})
+    assert (config.index, config.index_ttl) == (INDEX, 60)
+    private, local = config.sources
+    assert private.url == "https://private.example.test/simple/"
+    assert (private.username, private.password) == ("ci-reader", "p#ss;word")
+    assert private.allow == {"sphinx"}
+    assert local.path == tmp_path / "eggs"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[egproxy]\nindex_ttl = 5\n", "[egproxy] unknown section"),
+        ("index_ttl = 5\n[eggproxy]\n", "line 1: a key before any section header"),
+        ("[eggproxy]\nindex_ttl\n", "line 2: not a 'key = value' line"),
+        ("[eggproxy]\nindex_ttl = 5\nindex_ttl = 6\n", "line 3: [eggproxy] index_ttl: key given"),
+        ("[eggproxy]\n[eggproxy]\n", "line 2: [eggproxy] section given twice"),
+        ("[eggproxy]\ncolour = blue\n", "[eggproxy] colour: unknown key"),
+        ("[default]\nindex_ttl = soon\n", "[default] index_ttl: not a number: soon"),
+        ("[eggproxy]\nindex = packages.example.test\n", "[eggproxy] index: not an absolute"),
+        ("[eggproxy]\nbind = :x\n", "[eggproxy] bind: expected HOST:PORT, not :x"),
+    ],
+)
+def test_errors_are_one_plain_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"PIP_INDEX_URL": INDEX})
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    # Nothing a person has to decode: no newline, no Python repr quoting.
+    assert "\n" not in message and "'\\n" not in message and "\\" not in message
+
+
+def test_messages_quote_values_plainly(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[eggproxy]\nindex_ttl = -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"PIP_INDEX_URL": INDEX})
+    assert str(info.value).endswith("[eggproxy] index_ttl: must be at least 0, not -1")

@@ -50,7 +50,13 @@ def shipped_nginx() -> str:
         index="https://packages.example.internal/simple/"
     )
     config = replace(config, path=Path("/etc/eggproxy/eggproxy.conf"))
-    return render_nginx(config, listen="*:80", server_name="eggproxy.example.internal")
+    # The shipped example names a made-up pseudonym: deploy prints the machine's own.
+    return render_nginx(
+        config,
+        listen="*:80",
+        server_name="eggproxy.example.internal",
+        via="eggproxy-0123456789ab",
+    )
 
 
 def test_shipped_nginx_file_is_what_deploy_prints() -> None:

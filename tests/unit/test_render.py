@@ -122,3 +122,9 @@ def test_unknown_project_status_is_no_marker() -> None:
         }
     )
     assert project_from_json(text, "https://x.test/x/").status is None
+
+
+def test_root_page_says_api_version_1_1_like_project_pages() -> None:
+    index = IndexPage(projects=("Demo",))
+    assert json.loads(index_json_bytes(index))["meta"]["api-version"] == "1.1"
+    assert b'name="pypi:repository-version" content="1.1"' in index_html(index)

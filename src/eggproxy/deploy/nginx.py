@@ -29,6 +29,7 @@ from typing import Final
 from eggproxy.config import Config
 from eggproxy.deploy import DeployError
 from eggproxy.headers import IMMUTABLE, file_content_type
+from eggproxy.loops import pseudonym
 from eggproxy.names import METADATA_SUFFIX
 
 DEFAULT_PAGE_CACHE: Final = Path("/var/lib/nginx/eggproxy")
@@ -125,6 +126,13 @@ server {
     # A page miss waits for the upstream (timeout = @TIMEOUT@ s) and may retry.
     proxy_read_timeout @READ_TIMEOUT@s;
 
+    # A request that came through this eggproxy already (its Via pseudonym,
+    # eggproxy.loops) is a loop: refused here too, cached pages included.
+    # eggproxy deploy nginx prints this machine's pseudonym.
+    if ($http_via ~ "(^|,)\s*1\.1\s+@VIA@(\s|,|$)") {
+        return 508;
+    }
+
     # State, locks, partial downloads and temporary files: never served.
     location ~ "^@PREFIX_RE@(.*/)?\." {
         return 403;
@@ -183,8 +191,12 @@ def render_nginx(
     listen: str,
     server_name: str | None = None,
     page_cache: Path = DEFAULT_PAGE_CACHE,
+    via: str | None = None,
 ) -> str:
-    """The nginx file for ``config``, listening on ``listen`` (``HOST:PORT``)."""
+    """The nginx file for ``config``, listening on ``listen`` (``HOST:PORT``).
+
+    ``via`` is the pseudonym eggproxy puts in ``Via`` (default: this machine's).
+    """
     local = any(source.is_local for source in config.effective_sources)
     values = {
         "FROM": _command(config, listen, server_name),
@@ -208,6 +220,7 @@ def render_nginx(
         "PAGES_NOTE": _LOCAL_NOTE if local else "",
         "TYPES": "\n".join(f"            {t} {' '.join(e)};" for t, e in nginx_types().items()),
         "IMMUTABLE": IMMUTABLE,
+        "VIA": re.escape(via or pseudonym(config)),
     }
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], TEMPLATE)
 

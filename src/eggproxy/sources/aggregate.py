@@ -78,7 +78,7 @@ class Aggregator:
         try:
             return self._by_name[name]
         except KeyError:
-            raise UpstreamError(f"no configured source named {name!r}") from None
+            raise UpstreamError(f'no configured source named "{name}"') from None
 
     def local_sources(self) -> list[Source]:
         return [e.source for e in self.entries if e.source.is_local]
@@ -186,8 +186,13 @@ def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[Pro
     return replace(first, page=page, etag=None)
 
 
-def build_sources(config: Config, session: requests.Session) -> Aggregator:
-    """The configured sources, in order, behind one :class:`Aggregator`."""
+def build_sources(
+    config: Config, session: requests.Session, *, via: str | None = None
+) -> Aggregator:
+    """The configured sources, in order, behind one :class:`Aggregator`.
+
+    ``via``: the pseudonym remote sources name us by in their ``Via`` header.
+    """
     entries = []
     for source in config.effective_sources:
         if source.path is not None:
@@ -203,6 +208,7 @@ def build_sources(config: Config, session: requests.Session) -> Aggregator:
             name=source.name,
             auth=auth,
             spool_dir=config.cache_dir,
+            via=via,
         )
         entries.append(Entry(remote, source))
     return Aggregator(entries)

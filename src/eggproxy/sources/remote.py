@@ -7,7 +7,6 @@ through urllib3), so tests and callers decide how it is configured.
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +19,12 @@ from urllib3.util.retry import Retry
 
 from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
+from eggproxy.loops import outgoing_via
 from eggproxy.mediatypes import UPSTREAM_ACCEPT, is_json_content_type
 from eggproxy.model import ProjectPage
 from eggproxy.names import NormalizedName
 from eggproxy.parse import iter_index_html, iter_index_json, project_from_html, project_from_json
+from eggproxy.reasons import reason
 from eggproxy.sources.base import CHUNK_SIZE, Fetched, RootListing
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class UpstreamIndex:
         name: str = "upstream",
         auth: tuple[str, str] | None = None,
         spool_dir: Path | None = None,
+        via: str | None = None,
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.session = session
@@ -67,6 +69,10 @@ class UpstreamIndex:
         self.auth = auth
         self._origin = _origin(self.url)
         self.spool_dir = spool_dir  # where a root page waits to be parsed
+        # Our pseudonym for the Via header that lets an eggproxy see a loop (eggproxy.loops).
+        self.via = via
+        # How messages name it: a 502 says which source failed (plain, no repr).
+        self._label = f'upstream "{name}"'
 
     def project_url(self, project: NormalizedName) -> str:
         return f"{self.url}{project}/"
@@ -98,7 +104,7 @@ class UpstreamIndex:
             response.close()
             return Fetched(url=url, page=None, etag=etag)
         try:
-            _raise_for_status(response, url)
+            _raise_for_status(response, url, self._label)
         except UpstreamError:
             response.close()
             raise
@@ -113,7 +119,9 @@ class UpstreamIndex:
                     spool.write(chunk)
         except requests.RequestException as exc:  # the body broke off
             spool.close()
-            raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
+            raise UpstreamUnavailable(
+                f"{self._label} cut the page short: {reason(exc)}", url=url
+            ) from None
         except BaseException:
             spool.close()
             raise
@@ -156,20 +164,23 @@ class UpstreamIndex:
                 return Fetched(url=url, page=None, etag=etag, last_modified=since)
             if response.status_code in (404, 410):
                 raise ProjectNotFound(project)
-            _raise_for_status(response, url)
+            _raise_for_status(response, url, self._label)
             final_url = response.url or url
             try:
                 text = response.content.decode(response.encoding or "utf-8")
             except (UnicodeDecodeError, LookupError):
-                raise MalformedPage("page is not valid text", url=url) from None
+                raise MalformedPage(
+                    f"{self._label} sent a page that is not text", url=url
+                ) from None
             except requests.RequestException as exc:  # the body broke off
-                raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
+                raise UpstreamUnavailable(
+                    f"{self._label} cut the page short: {reason(exc)}", url=url
+                ) from None
             is_json = is_json_content_type(response.headers.get("Content-Type", ""))
             try:
                 page = parse(text, final_url, is_json)
             except MalformedPage as exc:
-                exc.url = url
-                raise
+                raise MalformedPage(f"{self._label} sent a bad page: {exc}", url=url) from None
             serial = _header_serial(response) or page.last_serial
             return Fetched(
                 url=url,
@@ -181,6 +192,8 @@ class UpstreamIndex:
 
     def get(self, url: str, *, headers: dict[str, str], stream: bool = False) -> requests.Response:
         """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
+        if self.via:
+            headers = {**headers, "Via": outgoing_via(self.via)}
         try:
             return self.session.get(
                 url,
@@ -194,10 +207,12 @@ class UpstreamIndex:
             )
         except requests.Timeout:
             raise UpstreamUnavailable(
-                f"upstream timed out after {self.timeout:g}s", url=url, timeout=True
+                f"{self._label} timed out after {self.timeout:g}s", url=url, timeout=True
             ) from None
         except requests.RequestException as exc:
-            raise UpstreamUnavailable(f"upstream unreachable: {_short(exc)}", url=url) from None
+            raise UpstreamUnavailable(
+                f"{self._label} unreachable: {reason(exc)}", url=url
+            ) from None
 
     def open_file(self, url: str) -> requests.Response:
         """Start a streaming download of ``url`` (the caller closes it)."""
@@ -205,8 +220,8 @@ class UpstreamIndex:
         response = self.get(url, headers={"Accept-Encoding": "identity"}, stream=True)
         if response.status_code != 200:
             response.close()
-            _raise_for_status(response, url)
-            raise UpstreamError(f"upstream answered {response.status_code}", url=url)
+            _raise_for_status(response, url, self._label)
+            raise UpstreamError(f"{self._label} answered {response.status_code}", url=url)
         return response
 
 
@@ -216,26 +231,14 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
-def _raise_for_status(response: requests.Response, url: str) -> None:
+def _raise_for_status(response: requests.Response, url: str, label: str) -> None:
     status = response.status_code
     if status >= 500:
-        raise UpstreamUnavailable(f"upstream answered {status}", url=url)
+        raise UpstreamUnavailable(f"{label} answered {status}", url=url)
     if status >= 400:
-        raise UpstreamError(f"upstream answered {status}", url=url)
+        raise UpstreamError(f"{label} answered {status}", url=url)
 
 
 def _header_serial(response: requests.Response) -> int | None:
     value = response.headers.get("X-PyPI-Last-Serial", "")
     return int(value) if value.isdigit() else None
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
-
-
-def _short(exc: BaseException) -> str:
-    """One short line: requests nests the interesting part deep in its message."""
-    text = str(exc)
-    found = _ERRNO.search(text)
-    if found:
-        return found.group(0).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]

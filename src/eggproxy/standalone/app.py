@@ -25,11 +25,15 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from eggproxy.config import Config
-from eggproxy.errors import EggproxyError
+from eggproxy.errors import EggproxyError, LoopDetected
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
+from eggproxy.landing import landing_page
+from eggproxy.loops import context_for
 from eggproxy.mediatypes import choose_format
 from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
@@ -40,6 +44,8 @@ from eggproxy.standalone.files import FileSender
 from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
 
 log = logging.getLogger("eggproxy.server")
+
+T = TypeVar("T")
 
 
 class App:
@@ -116,6 +122,11 @@ class App:
         if request.method not in ("GET", "HEAD"):
             status = await self.error(request, METHOD_NOT_ALLOWED, [("allow", ALLOWED_METHODS)])
             return status, 0, "-"
+        via = request.headers.get("via")
+        if via is not None and self.proxy.is_loop(via):
+            return await self.error(request, error_reply(LoopDetected())), 0, "loop"
+        if request.path == "/" and self.prefix != "/":
+            return await self.landing(request)
         target = self.route(request.path)
         if isinstance(target, EggproxyError):
             return await self.error(request, error_reply(target)), 0, "-"
@@ -130,6 +141,24 @@ class App:
         except EggproxyError as exc:
             return await self.error(request, error_reply(exc)), 0, "error"
 
+    async def core(self, request: Request, call: Callable[..., T], *args: object) -> T:
+        """Run a core call in a worker thread; its upstream requests carry the request's Via."""
+        context = context_for(request.headers.get("via"))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, context.run, call, *args)
+
+    async def landing(self, request: Request) -> tuple[int, int, str]:
+        """``/`` outside the index: a page saying where the index is and how to use it."""
+        host = request.headers.get("host") or self.config.bind
+        body = landing_page(f"{request.scheme}://{host}{self.prefix}")
+        headers = [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-cache"),  # it names the Host it was asked under
+            ("content-length", str(len(body))),
+        ]
+        await request.respond(200, headers, b"" if request.method == "HEAD" else body)
+        return 200, len(body), "-"
+
     async def error(self, request: Request, reply: ErrorReply, extra: Headers | None = None) -> int:
         reply.log(log, request.method, request.path)
         return await request.text(reply.status, reply.message, extra)
@@ -138,8 +167,7 @@ class App:
         fmt, content_type = self.negotiate(request.headers.get("accept"))
         result = self.proxy.fresh_page(project, fmt)
         if result is None:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.pool, self.proxy.page, project, fmt)
+            result = await self.core(request, self.proxy.page, project, fmt)
         headers = [
             ("content-type", content_type),
             # PEP 691: one URL, two formats; shared caches must key on Accept.
@@ -165,15 +193,14 @@ class App:
     async def miss(
         self, request: Request, project: NormalizedName, filename: str, headers: Headers
     ) -> tuple[int, int, str]:
-        loop = asyncio.get_running_loop()
         if request.method == "HEAD":
             # Tell what a GET would get without downloading anything.
-            wanted = await loop.run_in_executor(self.pool, self.proxy.wanted, project, filename)
+            wanted = await self.core(request, self.proxy.wanted, project, filename)
             if wanted.size is not None:
                 headers.append(("content-length", str(wanted.size)))
             await request.respond(200, headers)
             return 200, 0, "miss"
-        result = await loop.run_in_executor(self.pool, self.proxy.open_file, project, filename)
+        result = await self.core(request, self.proxy.open_file, project, filename)
         if result.stream is None:  # complete already (a fast or concurrent download)
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"

@@ -17,7 +17,7 @@ END: Final[Message] = {"type": "http.response.body", "body": b""}
 class Request:
     """What a response needs of one ASGI request, with its headers decoded once."""
 
-    __slots__ = ("extensions", "headers", "method", "path", "receive", "send")
+    __slots__ = ("extensions", "headers", "method", "path", "receive", "scheme", "send")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.method: str = scope["method"]
@@ -25,6 +25,14 @@ class Request:
         raw = scope.get("raw_path")
         self.path: str = raw.decode("latin-1") if raw else scope["path"]
         self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if len(self.headers) < len(scope["headers"]):
+            # A header sent twice (Via, Accept) is one list (RFC 9110, 5.3).
+            self.headers = {}
+            for k, v in scope["headers"]:
+                name, value = k.decode("latin-1"), v.decode("latin-1")
+                known = self.headers.get(name)
+                self.headers[name] = f"{known}, {value}" if known else value
+        self.scheme: str = scope.get("scheme", "http")
         self.extensions: dict[str, Any] = scope.get("extensions") or {}
         self.receive = receive
         self.send = send

@@ -1,7 +1,9 @@
 """``eggproxy serve``: run the standalone server on granian.
 
-The main process checks the configuration, prepares the cache directory
-(cleaning partial files a crash left) and starts granian, which runs
+The main process checks the configuration (refusing an upstream that is this
+eggproxy itself), prepares the cache directory (cleaning partial files a
+crash left), makes sure the address is free (:mod:`.listen`) and starts
+granian, which runs
 ``--workers`` processes.  Each worker builds its :class:`~eggproxy.standalone.app.App`
 from the same configuration file and command-line flags, handed over in an
 environment variable (the file's path, never its credentials).
@@ -16,9 +18,12 @@ from typing import Final
 
 from eggproxy import __version__, logs
 from eggproxy.config import Config, config_from_mapping, load_config
+from eggproxy.errors import CannotListen, ConfigError
+from eggproxy.loops import self_source, self_source_message
 from eggproxy.proxy import Proxy
 from eggproxy.standalone.accesslog import AccessLog
 from eggproxy.standalone.app import App
+from eggproxy.standalone.listen import check_address
 
 log = logging.getLogger("eggproxy")
 
@@ -57,19 +62,28 @@ def serve(
     from granian.server import Server
 
     logs.configure()
+    itself = self_source(config)
+    if itself is not None:
+        # Every miss would ask ourselves again, until the workers run out.
+        raise ConfigError(self_source_message(config, itself))
     Proxy(config).prepare()
+    check_address(config.bind)
     host, _, port = config.bind.rpartition(":")
     os.environ[ENV] = config_to_env(config, overrides or {})
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
-    log.info(
-        "eggproxy %s serving http://%s%s on %d worker(s); cache %s; sources %s",
-        __version__,
-        config.bind,
-        config.prefix,
-        config.workers,
-        config.cache_dir,
-        ", ".join(source.url or str(source.path) for source in config.effective_sources),
-    )
+
+    def serving() -> None:
+        # Called by granian once its socket is bound: only then is it true.
+        log.info(
+            "eggproxy %s serving http://%s%s on %d worker(s); cache %s; sources %s",
+            __version__,
+            config.bind,
+            config.prefix,
+            config.workers,
+            config.cache_dir,
+            ", ".join(source.url or str(source.path) for source in config.effective_sources),
+        )
+
     server = Server(
         "eggproxy.standalone.run:app_from_environment",
         address=host.strip("[]"),
@@ -83,5 +97,9 @@ def serve(
         log_access=False,  # ours carries hit/miss/stale
         workers_kill_timeout=STOP_TIMEOUT,
     )
-    server.serve()
+    server.on_startup(serving)
+    try:
+        server.serve()
+    except OSError as exc:  # taken between our check and granian's bind
+        raise CannotListen(config.bind, (exc.strerror or str(exc)).lower()) from None
     return 0
