@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from eggproxy import __version__, logs
+from eggproxy import __version__, cachecli, logs
 from eggproxy.config import Config, load_config, redact
 from eggproxy.errors import ConfigError
 from eggproxy.proxy import Proxy
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the resolved configuration (file, defaults and overrides).",
     )
     _config_option(config_parser)
+    cachecli.add_commands(commands, _config_option)
     return parser
 
 
@@ -104,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from eggproxy.standalone.run import serve
 
             return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
+        if args.command in ("cache", "metrics"):
+            return cachecli.run(args, config)
         if args.command == "config":
             for key, value in sorted(vars(config).items()):
                 if key == "index":

@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from eggproxy.config import Config, SourceConfig, SourceMode
 from eggproxy.errors import ProjectNotFound, UpstreamError
+from eggproxy.metrics import NullMetrics
 from eggproxy.model import IndexPage, ProjectPage
 from eggproxy.names import NormalizedName
 from eggproxy.sources.base import Fetched, Source
@@ -160,7 +161,9 @@ def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[Pro
     return replace(first, page=page, etag=None)
 
 
-def build_sources(config: Config, session: requests.Session) -> Aggregator:
+def build_sources(
+    config: Config, session: requests.Session, metrics: NullMetrics | None = None
+) -> Aggregator:
     """The configured sources, in order, behind one :class:`Aggregator`."""
     entries = []
     for source in config.effective_sources:
@@ -170,6 +173,8 @@ def build_sources(config: Config, session: requests.Session) -> Aggregator:
         if source.url is None:  # config guarantees one of path and url
             raise ValueError(f"source {source.name} has neither url nor path")
         auth = (source.username, source.password or "") if source.username else None
-        remote = UpstreamIndex(source.url, session, config.timeout, name=source.name, auth=auth)
+        remote = UpstreamIndex(
+            source.url, session, config.timeout, name=source.name, auth=auth, metrics=metrics
+        )
         entries.append(Entry(remote, source))
     return Aggregator(entries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
@@ -19,10 +20,11 @@ from urllib3.util.retry import Retry
 from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
 from eggproxy.mediatypes import UPSTREAM_ACCEPT, is_json_content_type
+from eggproxy.metrics import NullMetrics
 from eggproxy.model import IndexPage, ProjectPage
 from eggproxy.names import NormalizedName
 from eggproxy.parse import index_from_html, index_from_json, project_from_html, project_from_json
-from eggproxy.sources.base import Fetched, P
+from eggproxy.sources.base import Fetched, FileResponse, P
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,10 @@ class UpstreamIndex:
         *,
         name: str = "upstream",
         auth: tuple[str, str] | None = None,
+        metrics: NullMetrics | None = None,
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
+        self.metrics = metrics or NullMetrics()
         self.session = session
         self.timeout = timeout
         self.name = name
@@ -111,6 +115,7 @@ class UpstreamIndex:
                 raise MalformedPage("page is not valid text", url=url) from None
             except requests.RequestException as exc:  # the body broke off
                 raise UpstreamUnavailable(f"page cut short: {_short(exc)}", url=url) from None
+            self.metrics.upstream_bytes(self.name, len(response.content))
             is_json = is_json_content_type(response.headers.get("Content-Type", ""))
             try:
                 page = parse(text, final_url, is_json)
@@ -122,8 +127,9 @@ class UpstreamIndex:
 
     def get(self, url: str, *, headers: dict[str, str], stream: bool = False) -> requests.Response:
         """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
+        started = time.perf_counter()
         try:
-            return self.session.get(
+            response = self.session.get(
                 url,
                 headers=headers,
                 timeout=self.timeout,
@@ -134,13 +140,24 @@ class UpstreamIndex:
                 auth=self.auth if _origin(url) == self._origin else None,
             )
         except requests.Timeout:
-            raise UpstreamUnavailable(
-                f"upstream timed out after {self.timeout:g}s", url=url, timeout=True
-            ) from None
+            error = f"upstream timed out after {self.timeout:g}s"
+            self._count(url, started, error)
+            raise UpstreamUnavailable(error, url=url, timeout=True) from None
         except requests.RequestException as exc:
-            raise UpstreamUnavailable(f"upstream unreachable: {_short(exc)}", url=url) from None
+            error = f"upstream unreachable: {_short(exc)}"
+            self._count(url, started, error)
+            raise UpstreamUnavailable(error, url=url) from None
+        status = response.status_code
+        # 404/410 are answers (no such project); other 4xx and 5xx are the source failing.
+        failed = status >= 400 and status not in (404, 410)
+        self._count(url, started, f"upstream answered {status}" if failed else None)
+        return response
 
-    def open_file(self, url: str) -> requests.Response:
+    def _count(self, url: str, started: float, error: str | None) -> None:
+        what = urlsplit(url).path.rstrip("/").rpartition("/")[2]
+        self.metrics.upstream(self.name, time.perf_counter() - started, error=error, what=what)
+
+    def open_file(self, url: str) -> FileResponse:
         """Start a streaming download of ``url`` (the caller closes it)."""
         # Identity: hashes are over the file's bytes, not a re-encoding of them.
         response = self.get(url, headers={"Accept-Encoding": "identity"}, stream=True)
@@ -148,7 +165,7 @@ class UpstreamIndex:
             response.close()
             _raise_for_status(response, url)
             raise UpstreamError(f"upstream answered {response.status_code}", url=url)
-        return response
+        return self.metrics.counting(self.name, response)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -35,6 +35,7 @@ from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
 from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
 from eggproxy.routes import FileRoute, Redirect, RootRoute, Route, route
+from eggproxy.standalone import admin
 from eggproxy.standalone.accesslog import AccessLog
 from eggproxy.standalone.files import FileSender
 from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
@@ -98,6 +99,10 @@ class App:
         started = time.perf_counter()
         request = Request(scope, receive, send)
         status, size, outcome = await self.handle(request)
+        if outcome != "-":  # an index answer: counted by the core
+            target = self.route(request.path)
+            if not isinstance(target, EggproxyError):
+                self.proxy.served(target, outcome, size)
         if self.access_log is not None:
             client = scope.get("client")
             self.access_log.add(
@@ -109,6 +114,7 @@ class App:
                 size,
                 time.perf_counter() - started,
                 outcome,
+                request.upstream,
             )
 
     async def handle(self, request: Request) -> tuple[int, int, str]:
@@ -116,6 +122,9 @@ class App:
         if request.method not in ("GET", "HEAD"):
             status = await self.error(request, METHOD_NOT_ALLOWED, [("allow", ALLOWED_METHODS)])
             return status, 0, "-"
+        if request.path in admin.PATHS:  # /metrics, /+status: outside the index prefix
+            status, size = await admin.answer(self.proxy, self.pool, request)
+            return status, size, "-"
         target = self.route(request.path)
         if isinstance(target, EggproxyError):
             return await self.error(request, error_reply(target)), 0, "-"
@@ -148,6 +157,8 @@ class App:
         ]
         if result.warning:
             headers.append(("warning", stale_warning(result.warning)))
+        if result.source is not None:
+            request.upstream = (result.source, result.upstream_seconds)
         st = result.stat or result.path.stat()
         status, size = await self.files.send(request, result.path, st, headers)
         return status, size, result.outcome
@@ -159,7 +170,10 @@ class App:
         cached = self.proxy.cached_file(project, filename)
         if cached is None:
             return await self.miss(request, project, filename, headers)
-        status, size = await self.files.send(request, *cached, headers)
+        try:
+            status, size = await self.files.send(request, *cached, list(headers))
+        except FileNotFoundError:  # evicted by the cache limit between stat and open
+            return await self.miss(request, project, filename, headers)
         return status, size, "hit"
 
     async def miss(
@@ -174,6 +188,8 @@ class App:
             await request.respond(200, headers)
             return 200, 0, "miss"
         result = await loop.run_in_executor(self.pool, self.proxy.open_file, project, filename)
+        if result.source is not None:
+            request.upstream = (result.source, result.upstream_seconds)
         if result.stream is None:  # complete already (a fast or concurrent download)
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"
