@@ -181,7 +181,7 @@ def _verify(proxy: Proxy, args: argparse.Namespace) -> int:
     with tqdm(
         total=total, unit="B", unit_scale=True, desc="verifying", disable=None, file=sys.stderr
     ) as bar:
-        report = proxy.verify(projects, jobs=args.jobs, progress=lambda n: bar.update(n))
+        report = proxy.verify(projects, jobs=args.jobs, progress=bar.update)
     for mismatch in report.mismatches:
         print(mismatch.line())
     for name in report.unverifiable:

@@ -206,7 +206,7 @@ class Proxy:
         projects: list[NormalizedName] | None = None,
         *,
         jobs: int = 1,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> VerifyReport:
         """Hash cached files again; quarantine those that do not match their page."""
         return verify(self.cache, projects, jobs=jobs, progress=progress)

@@ -112,7 +112,7 @@ def verify(
     projects: Iterable[NormalizedName] | None = None,
     *,
     jobs: int = 1,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     files: list[CachedFile] | None = None,
 ) -> VerifyReport:
     """Hash every cached file (of ``projects``) against its page; quarantine mismatches.
