@@ -37,7 +37,15 @@ MOD_PYTHON = Path("/usr/lib/apache2/modules/mod_python.so")
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # the interpreter mod_python embeds
 RUN_AS = "www-data"
 MODULES = ("mpm_prefork", "authz_core", "alias", "dir", "mime", "log_config", "python")
-DEPENDENCIES = ("packaging", "requests", "urllib3", "idna", "certifi", "charset-normalizer")
+DEPENDENCIES = (
+    "packaging",
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset-normalizer",
+    "prometheus-client",
+)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0  # seconds for Apache to listen
 STOP_TIMEOUT = 10.0  # seconds after SIGTERM before SIGKILL
