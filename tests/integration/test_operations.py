@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import apache
 import pytest
 import requests
 from conftest import FixtureFiles
@@ -195,7 +196,7 @@ def test_eviction_keeps_the_cache_under_a_tiny_limit(up: Upstream, tmp_path: Pat
             assert get(base + dist.path.name).content == dist.path.read_bytes()
             # Each download is recorded as a service (for the order, see tests/unit/test_prune).
             key = f"bulky/{dist.path.name}"
-            assert wait_until(lambda key=key: _recorded(cache, key))  # type: ignore[misc]
+            assert wait_until(lambda key=key: _recorded(cache, key))
             assert wait_until(lambda: cache_bytes(cache) <= limit), cache_bytes(cache)
             assert cache_bytes(cache) <= limit + size
         assert (cache / "bulky" / "index.json").exists(), "pages stay"
@@ -345,3 +346,37 @@ def test_status_page_in_chromium_matches_the_metrics(up: Upstream, tmp_path: Pat
         if artifacts:
             Path(artifacts).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(artifacts) / "status-page.png")
+
+
+# --- Apache writes the same metrics ----------------------------------------------------
+
+
+def test_apache_writes_the_same_metrics(up: Upstream, request: pytest.FixtureRequest) -> None:
+    apache.require_apache()
+    site: Path = request.getfixturevalue("apache_site")
+    server = apache.ApacheProxy(site, up.url, start=False)
+    try:
+        metrics_dir = server.cache_dir / ".metrics"
+        server.extra_config = f"metrics_dir = {metrics_dir}\n"
+        server.start()
+        page = f"{server.url}demo-pkg/"
+        for url in (page, page, page + WHEEL, page + WHEEL):
+            assert get(url).status_code == 200
+
+        def printed() -> dict[str, float]:
+            result = eggproxy("metrics", "-c", str(server.config_path))
+            assert result.returncode == 0, result.stderr
+            return metrics_of(result.stdout)
+
+        # Each Apache process writes its counts within a second.
+        assert wait_until(lambda: all_requests(printed()) == 4), printed()
+        found = printed()
+        assert requests_total(found, "page", "miss") == 1
+        assert requests_total(found, "page", "hit") == 1
+        assert requests_total(found, "file", "miss") == 1
+        assert requests_total(found, "file", "hit") == 1
+        assert found[sample_key("eggproxy_upstream_requests_total", {"source": "upstream"})] == 2
+        assert found["eggproxy_downloads_total"] == 1
+        assert found["eggproxy_cache_files"] == 1
+    finally:
+        server.cleanup()
