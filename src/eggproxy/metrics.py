@@ -60,7 +60,7 @@ class CacheUsage:
 
 
 @contextlib.contextmanager
-def _multiprocess_values(directory: Path) -> Iterator[None]:
+def _multiprocess_values(directory: Path) -> Iterator[Any]:
     """Build metrics whose values live in ``directory`` (multiprocess mode).
 
     prometheus-client chooses its value class from the environment when it
@@ -73,9 +73,10 @@ def _multiprocess_values(directory: Path) -> Iterator[None]:
     with _swap_lock:
         old_class, old_env = values.ValueClass, os.environ.get(ENV)
         os.environ[ENV] = str(directory)
-        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        value_class = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        values.ValueClass = value_class
         try:
-            yield
+            yield value_class
         finally:
             values.ValueClass = old_class
             if old_env is None:
@@ -138,7 +139,8 @@ class Metrics(NullMetrics):
         self._dir = directory
         self.clock = clock
         directory.mkdir(parents=True, exist_ok=True)
-        with _multiprocess_values(directory):
+        self._closed = False
+        with _multiprocess_values(directory) as self._values:
             requests = Counter(
                 "eggproxy_requests",
                 "Requests answered, by kind and outcome.",
@@ -247,8 +249,8 @@ class Metrics(NullMetrics):
         if children is None:
             return
         requests, _bytes, errors, latency, last_ok = children
-        requests.inc()
-        latency.observe(seconds)
+        self._apply(requests.inc)
+        self._apply(latency.observe, seconds)
         now = self.clock()
         with self._lock:
             health = self._health[source]
@@ -261,30 +263,30 @@ class Metrics(NullMetrics):
                 self._errors.append({"time": now, "kind": "upstream", "what": what, "error": error})
             self._dirty = True
         if error is None:
-            last_ok.set(now)
+            self._apply(last_ok.set, now)
         else:
-            errors.inc()
+            self._apply(errors.inc)
 
     def upstream_bytes(self, source: str, nbytes: int) -> None:
         children = self._up.get(source)
         if children is not None and nbytes:
-            children[1].inc(nbytes)
+            self._apply(children[1].inc, nbytes)
 
     def joined(self) -> None:
-        self._joins.inc()
+        self._apply(self._joins.inc)
 
     @contextlib.contextmanager
     def downloading(self) -> Iterator[None]:
-        self._downloads.inc()
-        self._inflight.inc()
+        self._apply(self._downloads.inc)
+        self._apply(self._inflight.inc)
         try:
             yield
         finally:
-            self._inflight.dec()
+            self._apply(self._inflight.dec)
 
     def evicted(self, files: int, nbytes: int) -> None:
-        self._evicted_files.inc(files)
-        self._evicted_bytes.inc(nbytes)
+        self._apply(self._evicted_files.inc, files)
+        self._apply(self._evicted_bytes.inc, nbytes)
 
     def counting(self, source: str, response: FileResponse) -> FileResponse:
         """``response`` whose body bytes are added to the source's count as read."""
@@ -300,9 +302,9 @@ class Metrics(NullMetrics):
             status = self._status_locked() if self._dirty else None
             self._dirty = False
         for key, count in counts.items():
-            self._requests[key].inc(count)
+            self._apply(self._requests[key].inc, count)
         for kind, size in sizes.items():
-            self._served_bytes[kind].inc(size)
+            self._apply(self._served_bytes[kind].inc, size)
         if status is not None:
             from eggproxy.cache import write_atomic
 
@@ -321,9 +323,18 @@ class Metrics(NullMetrics):
         while not self._stop.wait(FLUSH_INTERVAL):
             self.flush()
 
+    def _apply(self, update: Callable[..., None], *args: float) -> None:
+        """Write one value, unless closed (a download aborted while the worker stops)."""
+        if not self._closed:
+            with contextlib.suppress(ValueError):  # its file closed meanwhile
+                update(*args)
+
     def close(self) -> None:
+        """Write what is pending and release the value files."""
         self._stop.set()
         self.flush()
+        self._closed = True
+        self._values.close_all_files()
 
 
 class _CountingResponse:
