@@ -217,8 +217,7 @@ class Metrics(NullMetrics):
                 for name in names
             }
         self._lock = threading.Lock()
-        self._counts: dict[tuple[Kind, Served], int] = {}
-        self._bytes: dict[Kind, int] = {}
+        self._pending: dict[tuple[Kind, Served], list[int]] = {}  # [requests, bytes]
         self._health: dict[str, dict[str, Any]] = {name: {} for name in names}
         self._misses: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._errors: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -230,13 +229,16 @@ class Metrics(NullMetrics):
     # --- counting ---------------------------------------------------------
 
     def served(self, kind: Kind, outcome: Served, nbytes: int, what: str = "") -> None:
-        """One answered request; the hit path: a dict update under a lock."""
+        """One answered request; the hit path: one dict update under a lock."""
         key = (kind, outcome)
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            if nbytes:
-                self._bytes[kind] = self._bytes.get(kind, 0) + nbytes
-            if outcome == "miss" or outcome == "error":
+            entry = self._pending.get(key)
+            if entry is None:
+                self._pending[key] = [1, nbytes]
+            else:
+                entry[0] += 1
+                entry[1] += nbytes
+            if outcome != "hit" and (outcome == "miss" or outcome == "error"):
                 event = {"time": self.clock(), "kind": kind, "what": what}
                 (self._misses if outcome == "miss" else self._errors).append(event)
                 self._dirty = True
@@ -297,14 +299,13 @@ class Metrics(NullMetrics):
     def flush(self) -> None:
         """Write the batched request counts, and the status file if it changed."""
         with self._lock:
-            counts, self._counts = self._counts, {}
-            sizes, self._bytes = self._bytes, {}
+            pending, self._pending = self._pending, {}
             status = self._status_locked() if self._dirty else None
             self._dirty = False
-        for key, count in counts.items():
-            self._apply(self._requests[key].inc, count)
-        for kind, size in sizes.items():
-            self._apply(self._served_bytes[kind].inc, size)
+        for (kind, outcome), (count, size) in pending.items():
+            self._apply(self._requests[kind, outcome].inc, count)
+            if size:
+                self._apply(self._served_bytes[kind].inc, size)
         if status is not None:
             from eggproxy.cache import write_atomic
 

@@ -130,19 +130,24 @@ class Proxy:
         """
         kind: Kind
         if isinstance(target, FileRoute):
-            key = f"{target.project}/{target.filename}"
-            if self._track and (outcome == "hit" or outcome == "miss"):
-                self.usage.touch(key)
             kind = "metadata" if target.filename.endswith(METADATA_SUFFIX) else "file"
+            if self._track and (outcome == "hit" or outcome == "miss"):
+                self.usage.touch(f"{target.project}/{target.filename}")
         elif isinstance(target, Redirect):
             return
         else:
-            key = getattr(target, "project", None) or "/"
             kind = "page"
+        if outcome == "hit":  # the common case: nothing more to say
+            self.metrics.served(kind, "hit", nbytes)
+            return
         counted: Served = outcome if outcome in OUTCOMES else "error"
         if outcome == "miss":
             self._measured = None  # the cache grew
-        self.metrics.served(kind, counted, nbytes, key)
+        if isinstance(target, FileRoute):
+            what = f"{target.project}/{target.filename}"
+        else:
+            what = getattr(target, "project", None) or "/"
+        self.metrics.served(kind, counted, nbytes, what)
 
     def inventory(self, max_age: float = 0.0) -> Inventory:
         """What the cache holds (one walk; reused for ``max_age`` seconds)."""
