@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from eggproxy.config import Config, parse_size
 from eggproxy.errors import ConfigError
-from eggproxy.metrics import KINDS, OUTCOMES, sample_key, totals
+from eggproxy.metrics import KINDS, OUTCOMES, mark_dead, sample_key, totals
 from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
 
@@ -162,6 +162,8 @@ def _prune(proxy: Proxy, config: Config) -> int:
     report = proxy.prune()
     if report is not None:
         print(report.line())
+    if config.metrics_path.is_dir():  # the Apache front end's cron job tidies its gauges too
+        mark_dead(config.metrics_path)
     return 0
 
 

@@ -428,7 +428,8 @@ def mark_dead(directory: Path) -> list[int]:
         if found and not _alive(int(found.group(1))):
             dead.add(int(found.group(1)))
     for pid in dead:
-        mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        with contextlib.suppress(OSError):  # another user's directory: leave it
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
     return sorted(dead)
 
 

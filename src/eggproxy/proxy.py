@@ -132,7 +132,7 @@ class Proxy:
         if isinstance(target, FileRoute):
             kind = "metadata" if target.filename.endswith(METADATA_SUFFIX) else "file"
             if self._track and (outcome == "hit" or outcome == "miss"):
-                self.usage.touch(f"{target.project}/{target.filename}")
+                self.usage.touch(target.project, target.filename)
         elif isinstance(target, Redirect):
             return
         else:

@@ -42,16 +42,17 @@ class ServedLog:
         self.path = root / DATABASE
         self.interval = interval
         self.clock = clock
-        self._seen: dict[str, float] = {}
-        self._pending: dict[str, float] = {}
+        self._seen: dict[tuple[str, str], float] = {}
+        self._pending: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def touch(self, key: str) -> None:
-        """``key`` (``project/filename``) was served now.  The hit path: a dict lookup."""
+    def touch(self, project: str, filename: str) -> None:
+        """``filename`` of ``project`` was served now.  The hit path: a dict lookup."""
         now = self.clock()
+        key = (project, filename)
         last = self._seen.get(key)
         if last is not None and now - last < self.interval:
             return
@@ -87,7 +88,7 @@ class ServedLog:
                 db.executemany(
                     "INSERT INTO served(path, at) VALUES (?, ?) "
                     "ON CONFLICT(path) DO UPDATE SET at = max(at, excluded.at)",
-                    pending.items(),
+                    ((f"{project}/{name}", at) for (project, name), at in pending.items()),
                 )
         except sqlite3.Error as exc:
             log.warning("cannot record served files in %s: %s", self.path, exc)
@@ -109,7 +110,8 @@ class ServedLog:
         keys = list(keys)
         with self._lock:
             for key in keys:
-                self._seen.pop(key, None)
+                project, _, name = key.partition("/")
+                self._seen.pop((project, name), None)
         if not keys or not self.path.exists():
             return
         with contextlib.suppress(sqlite3.Error), contextlib.closing(self._connect()) as db, db:

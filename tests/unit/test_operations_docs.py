@@ -47,3 +47,10 @@ def test_the_commands_shown_parse() -> None:
         build_parser().parse_args(argv)
     for argv in (["cache", "stats"], ["cache", "verify", "demo", "--jobs", "4"]):
         build_parser().parse_args(argv)
+
+
+def test_the_shipped_configuration_file_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.example.test/simple/")
+    config = load_config(README.parent / "conf" / "eggproxy.conf", environ={})
+    assert (config.access_log, config.metrics, config.max_cache_size) == ("clf", True, None)
+    assert config.prune_interval == 300

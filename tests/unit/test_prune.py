@@ -35,8 +35,8 @@ def test_under_the_limit_nothing_goes(tmp_path: Path) -> None:
 def test_least_recently_served_go_first_down_to_the_low_water_mark(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     served = ServedLog(cache.root, clock=lambda: 5000.0)
-    served.touch("demo/demo-0.0.tar.gz")  # downloaded first, served last
-    served.touch("demo/demo-1.0.tar.gz")
+    served.touch("demo", "demo-0.0.tar.gz")  # downloaded first, served last
+    served.touch("demo", "demo-1.0.tar.gz")
     # 5000 + 200 bytes (plus the layout marker) against a limit of 4000: down to 3600.
     report = prune(cache, served, limit=4000)
     assert _left(cache) == ["demo-0.0.tar.gz", "demo-1.0.tar.gz", "demo-4.0.tar.gz"]
