@@ -20,6 +20,7 @@ it changed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import json
@@ -225,6 +226,8 @@ class Metrics(NullMetrics):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="eggproxy-metrics", daemon=True)
         self._thread.start()
+        # What the last second counted is not lost when the process exits.
+        atexit.register(self.flush)
 
     # --- counting ---------------------------------------------------------
 
@@ -335,6 +338,7 @@ class Metrics(NullMetrics):
         self._stop.set()
         self.flush()
         self._closed = True
+        atexit.unregister(self.flush)
         self._values.close_all_files()
 
 

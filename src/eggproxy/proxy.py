@@ -90,11 +90,12 @@ class Proxy:
         self.cache = Cache(config.cache_dir)
         # Counting is on where a front end gives it a directory (serve, Apache's metrics_dir).
         names = [source.name for source in config.effective_sources]
-        self.metrics: NullMetrics = (
-            Metrics(metrics_dir, names, clock)
-            if metrics_dir is not None and config.metrics
-            else NullMetrics()
-        )
+        self.metrics: NullMetrics = NullMetrics()
+        if metrics_dir is not None and config.metrics:
+            try:
+                self.metrics = Metrics(metrics_dir, names, clock)
+            except OSError as exc:  # e.g. not writable by Apache's user: serve, uncounted
+                log.warning("metrics off: cannot write %s: %s", metrics_dir, exc)
         # Overwrite the session for testing, or to configure proxies and TLS.
         self.sources = build_sources(config, session or make_session(), self.metrics)
         self._local: list[LocalSource] = [

@@ -157,3 +157,15 @@ def test_null_metrics_do_nothing(tmp_path: Path) -> None:
         null.joined()
     null.flush()
     assert null.directory is None and not null.enabled
+
+
+def test_a_metrics_directory_that_cannot_be_written_turns_counting_off(tmp_path: Path) -> None:
+    from eggproxy.config import config_from_mapping
+    from eggproxy.proxy import Proxy
+
+    (tmp_path / "a-file").write_text("")
+    config = config_from_mapping({"cache_dir": str(tmp_path / "c"), "index": "https://up.test/"})
+    proxy = Proxy(config, metrics_dir=tmp_path / "a-file" / "metrics")
+    assert not proxy.metrics.enabled
+    assert proxy.metrics_text() is None
+    proxy.close()

@@ -25,6 +25,7 @@ from typing import Final
 
 from eggproxy import __version__, logs, metrics
 from eggproxy.config import Config, config_from_mapping, load_config
+from eggproxy.errors import ConfigError
 from eggproxy.proxy import Proxy
 from eggproxy.standalone.accesslog import AccessLog
 from eggproxy.standalone.app import App
@@ -87,8 +88,11 @@ def serve(
     logs.configure()
     if config.metrics:
         # Counts of a previous run would be added to ours: start from zero.
-        metrics.reset_directory(config.metrics_path)
-        (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
+        try:
+            metrics.reset_directory(config.metrics_path)
+            (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot prepare it: {exc.strerror}", key="metrics_dir") from None
     proxy = Proxy(config, metrics_dir=config.metrics_path if config.metrics else None)
     proxy.prepare()
     stop = threading.Event()
