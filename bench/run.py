@@ -466,8 +466,9 @@ def bench_metrics(
             if args.warmup:
                 for server in servers:
                     wrk(server.port, target, args, args.warmup)
-            for _round in range(args.rounds):
-                for server in servers:
+            for turn in range(args.rounds):
+                # Each round starts with another server: no one always runs second.
+                for server in servers[turn % 3 :] + servers[: turn % 3]:
                     rps = wrk(server.port, target, args, args.duration)
                     results[target.label].setdefault(server.name, []).append(rps)
                     log(f"{server.name:26} {target.label:14} {rps:10.0f} req/s")
