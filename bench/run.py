@@ -449,7 +449,7 @@ def bench_metrics(
             run,
             args.workers,
             False,
-            settings="max_cache_size = 100G\n",
+            settings=f"max_cache_size = 100G\nmetrics_dir = {run / 'metrics-limit'}\n",
             label="metrics on + limit",
         ),
     ]
