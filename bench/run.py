@@ -154,14 +154,16 @@ class Eggproxy:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     _workers: list[int] = field(default_factory=list)
+    settings: str = ""  # more [eggproxy] lines (the metrics part)
+    label: str = ""  # its name in the report, if not the default one
 
     @property
     def name(self) -> str:
-        return "eggproxy" + ("" if self.access_log else " --no-access-log")
+        return self.label or "eggproxy" + ("" if self.access_log else " --no-access-log")
 
     def start(self) -> Eggproxy:
-        config = self.run / "eggproxy-bench.conf"
-        config.write_text("[eggproxy]\nindex_ttl = 86400\ntimeout = 60\n")
+        config = self.run / f"eggproxy-bench-{abs(hash(self.name))}.conf"
+        config.write_text("[eggproxy]\nindex_ttl = 86400\ntimeout = 60\n" + self.settings)
         for _attempt in range(3):
             self.port = free_port()
             cmd = [*eggproxy_command(), "serve", "-c", str(config)]
@@ -409,6 +411,131 @@ def bench_rps(
                     results[target.label].setdefault(server.name, []).append(rps)
                     log(f"{server.name:26} {target.label:14} {rps:10.0f} req/s")
     return results
+
+
+# --- 1b. metrics on and off ------------------------------------------------------------------
+
+METRICS_FILE_KB: Final = 64  # a small file: sent from memory, where bookkeeping shows most
+
+
+def bench_metrics(
+    upstream: Upstream, cache: Path, run: Path, args: argparse.Namespace
+) -> dict[str, dict[str, list[float]]]:
+    """Hit requests/s with metrics off, on, and on with the last-served bookkeeping of a limit.
+
+    Side by side in one run, taking turns in each round, like :func:`bench_rps`; the
+    access log is off in all three so that only the counting differs.
+    """
+    name = "metrics-1.0.tar.gz"
+    upstream.add_file(FILE_PROJECT, name, METRICS_FILE_KB * 1024)
+    targets = [
+        Target("page JSON", f"{PREFIX}{PAGE_PROJECT}/", JSON_ACCEPT),
+        Target(f"file {METRICS_FILE_KB} KiB", f"{PREFIX}{FILE_PROJECT}/{name}", "*/*"),
+    ]
+    servers: list[Eggproxy | Nginx] = [
+        Eggproxy(
+            upstream.url,
+            cache,
+            run,
+            args.workers,
+            False,
+            settings="metrics = off\n",
+            label="metrics off",
+        ),
+        Eggproxy(upstream.url, cache, run, args.workers, False, label="metrics on"),
+        Eggproxy(
+            upstream.url,
+            cache,
+            run,
+            args.workers,
+            False,
+            settings=f"max_cache_size = 100G\nmetrics_dir = {run / 'metrics-limit'}\n",
+            label="metrics on + limit",
+        ),
+    ]
+    results: dict[str, dict[str, list[float]]] = {t.label: {} for t in targets}
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            stack.enter_context(running(server))
+        for target in targets:
+            status, _headers, body = get(servers[0].port, target.path, target.accept, timeout=60)
+            if status != 200:
+                raise RuntimeError(f"warming {target.path}: {status} {body[:200]!r}")
+        check_same(servers, targets)
+        for target in targets:
+            if args.warmup:
+                for server in servers:
+                    wrk(server.port, target, args, args.warmup)
+            for turn in range(args.rounds):
+                # Each round starts with another server: no one always runs second.
+                for server in servers[turn % 3 :] + servers[: turn % 3]:
+                    rps = wrk(server.port, target, args, args.duration)
+                    results[target.label].setdefault(server.name, []).append(rps)
+                    log(f"{server.name:26} {target.label:14} {rps:10.0f} req/s")
+        # The counts are right, too: every request above was counted as a hit.
+        status, _headers, body = get(servers[1].port, "/metrics", "*/*")
+        hits = re.findall(
+            rb'eggproxy_requests_total\{kind="(\w+)",outcome="hit"\} ([\d.e+]+)', body
+        )
+        log(f"metrics on counted hits: {dict((k.decode(), float(v)) for k, v in hits)}")
+    for label, settings in (
+        ("metrics off", {"metrics": "off"}),
+        ("metrics on", {}),
+        ("metrics on + limit", {"max_cache_size": "100G"}),
+    ):
+        cost = served_cost(cache, upstream.url, settings)
+        results.setdefault("Proxy.served per hit (us)", {})[label] = [cost]
+        log(f"{label:26} Proxy.served   {cost:10.3f} us per hit")
+    return results
+
+
+def served_cost(cache: Path, upstream_url: str, settings: dict[str, str]) -> float:
+    """Microseconds one ``Proxy.served`` call of a hit costs, in this process (best of 5)."""
+    from eggproxy.config import config_from_mapping
+    from eggproxy.proxy import Proxy
+    from eggproxy.routes import FileRoute, ProjectRoute
+
+    config = config_from_mapping(
+        {"cache_dir": str(cache), "index": upstream_url, **settings}, environ={}
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        proxy = Proxy(config, metrics_dir=Path(directory))
+        try:
+            page = ProjectRoute(PAGE_PROJECT)  # type: ignore[arg-type]
+            file = FileRoute(FILE_PROJECT, FILE_NAME)  # type: ignore[arg-type]
+            n, best = 100_000, float("inf")
+            for _ in range(5):
+                started = time.perf_counter()
+                for _i in range(n // 2):
+                    proxy.served(page, "hit", 4000)
+                    proxy.served(file, "hit", 65536)
+                best = min(best, time.perf_counter() - started)
+        finally:
+            proxy.close()
+    return best / n * 1e6
+
+
+def report_metrics(results: dict[str, dict[str, list[float]]]) -> None:
+    rows = []
+    for label, by in results.items():
+        off = statistics.median(by["metrics off"])
+        on = statistics.median(by["metrics on"])
+        limit = statistics.median(by["metrics on + limit"])
+        if label.startswith("Proxy.served"):
+            rows.append([label, f"{off:.3f}", f"{on:.3f}", f"{limit:.3f}", "", ""])
+            continue
+        rows.append(
+            [
+                label,
+                f"{off:.0f}",
+                f"{on:.0f}",
+                f"{limit:.0f}",
+                f"{on / off:.3f}",
+                f"{limit / off:.3f}",
+            ]
+        )
+    header = ["target", "off", "on", "on + limit", "on/off", "limit/off"]
+    print(table("Hit requests/s with metrics (medians; access log off)", header, rows))
 
 
 # --- 2. memory -------------------------------------------------------------------------------
@@ -823,7 +950,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["rps", "memory", "install"],
+        choices=["rps", "metrics", "memory", "install"],
         action="append",
         help="run only these parts (repeatable; default: all)",
     )
@@ -855,7 +982,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    parts = set(args.only or ["rps", "memory", "install"])
+    parts = set(args.only or ["rps", "metrics", "memory", "install"])
     if ensure_tools(not args.no_apt):
         return 2
     started = time.monotonic()
@@ -863,7 +990,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="eggproxy-bench-"))
     root.chmod(0o755)  # nginx workers may run as another user
     upstream: Upstream | None = None
-    rps = memory = installs = None
+    rps = memory = installs = metrics = None
     try:
         files, cache, run = root / "upstream", root / "cache", root / "run"
         for d in (files, cache, run):
@@ -873,6 +1000,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"upstream double at {upstream.url}; work directory {root}")
         if "rps" in parts:
             rps = bench_rps(upstream, cache, run, args)
+        if "metrics" in parts:
+            metrics = bench_metrics(upstream, cache, run, args)
         if "memory" in parts:
             memory = bench_memory(upstream, cache, run, args)
         if "install" in parts:
@@ -885,6 +1014,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     report(args, rps, memory, installs)
+    if metrics:
+        report_metrics(metrics)
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
     return 0
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from eggproxy import __version__, logs
+from eggproxy import __version__, cachecli, logs
 from eggproxy.config import Config, load_config
 from eggproxy.configdump import config_ini
 from eggproxy.errors import CannotListen, ConfigError
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(config_parser)
     offline.add_parsers(commands, _config_option)
     _deploy_parser(commands)
+    cachecli.add_commands(commands, _config_option)
     return parser
 
 
@@ -165,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
         if args.command == "deploy":
             return _deploy(args, config)
+        if args.command in ("cache", "metrics"):
+            return cachecli.run(args, config)
         if args.command == "config":
             print(config_ini(config), end="")
             return 0

@@ -87,6 +87,17 @@ class Config:
     update_retries: int = 2  # retries of a page on 5xx or a timeout, with backoff
     path: Path | None = None  # the file it was read from, if any
     sources: tuple[SourceConfig, ...] = ()  # [source:*] sections, in file order
+    # Operating it (docs/decisions/0010): metrics, cache limit, access log format.
+    metrics: bool = True  # count requests (eggproxy serve's /metrics and /+status)
+    metrics_dir: Path | None = None  # prometheus multiprocess directory; serve's default below
+    max_cache_size: int | None = None  # bytes; None: no limit
+    prune_interval: float = 300.0  # seconds between eviction passes of eggproxy serve
+    access_log: Literal["clf", "json"] = "clf"
+
+    @property
+    def metrics_path(self) -> Path:
+        """Where ``eggproxy serve`` keeps its metrics: ``metrics_dir``, else in the cache."""
+        return self.metrics_dir or self.cache_dir / ".metrics"
 
     @property
     def effective_sources(self) -> tuple[SourceConfig, ...]:
@@ -419,6 +430,32 @@ def _parse_bind(key: str, value: str) -> str:
     return f"{host}:{port}"
 
 
+_SIZE_UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(key: str, value: str) -> int | None:
+    """``50G``, ``500M``, ``1024`` (bytes; binary units); ``off`` or ``0``: no limit."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    if text in ("OFF", "NONE", "", "0"):
+        return None
+    unit = text[-1] if text[-1:] in _SIZE_UNITS else ""
+    number = text[: len(text) - len(unit)].strip()
+    try:
+        size = float(number)
+    except ValueError:
+        raise ConfigError(f"not a size like 50G or 500M: {value.strip()}", key=key) from None
+    if size <= 0 or size != size:
+        raise ConfigError(f"must be positive: {value.strip()}", key=key)
+    return int(size * _SIZE_UNITS[unit])
+
+
+def _parse_access_log(key: str, value: str) -> str:
+    text = value.strip().lower()
+    if text not in ("clf", "json"):
+        raise ConfigError(f"expected clf or json, got {value.strip()}", key=key)
+    return text
+
+
 _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "cache_dir": _parse_path,
     "index": _parse_url,
@@ -433,4 +470,9 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "update_via_root": lambda key, value: _parse_choice(key, value, ("auto", "yes", "no")),
     "update_retries": _number(int, 0),
     "gone_grace": parse_duration,
+    "metrics": _parse_bool,
+    "metrics_dir": _parse_path,
+    "max_cache_size": parse_size,
+    "prune_interval": _number(float, 0.1),
+    "access_log": _parse_access_log,
 }

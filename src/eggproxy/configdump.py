@@ -65,7 +65,11 @@ def config_ini(config: Config) -> str:
     for item in fields(config):
         if item.name in NOT_KEYS:
             continue
-        value = format_value(getattr(config, item.name))
+        raw = getattr(config, item.name)
+        if raw is None:  # unset, and so left to its default: nothing to load back
+            lines.append(f"; {item.name} is not set")
+            continue
+        value = format_value(raw)
         lines.append(f"{item.name} = {mask_url(value) if item.name == 'index' else value}")
     for source in config.sources:
         lines += _source_lines(source)

@@ -25,6 +25,7 @@ import requests
 
 from eggproxy.cache import Cache, write_atomic
 from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
+from eggproxy.metrics import NullMetrics
 from eggproxy.reasons import reason
 from eggproxy.sources.base import CHUNK_SIZE, FileResponse
 
@@ -45,9 +46,10 @@ class Wanted:
     # Opens ``url`` at the source that listed it (remote index or local folder).
     opener: Callable[[str], FileResponse] = field(compare=False)
     size: int | None = None
+    source: str = ""  # the name of the source that listed it (for logs and metrics)
 
 
-def _choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
+def choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
     for name in _PREFERRED:
         if name in hashes:
             return name, hashes[name].lower()
@@ -60,8 +62,12 @@ def _choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
 class Downloader:
     """Fetches files into a :class:`Cache`, at most once at a time per file."""
 
-    def __init__(self, cache: Cache, max_parallel: int = 16) -> None:
+    def __init__(
+        self, cache: Cache, max_parallel: int = 16, metrics: NullMetrics | None = None
+    ) -> None:
         self.cache = cache
+        # Counts downloads started, in flight, and requests that joined one (the herd saved).
+        self.metrics = metrics or NullMetrics()
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="eggproxy-download")
         self._inflight: dict[Path, Future[Path]] = {}
         self._inflight_lock = threading.Lock()
@@ -74,12 +80,15 @@ class Downloader:
         uses its result instead of downloading again.
         """
         target = wanted.target
-        if target.exists():
+        if target.exists():  # completed since the caller looked
+            self.metrics.joined()
             return target
         with self.cache.lock(target):
             if target.exists():  # another holder finished while we waited
+                self.metrics.joined()
                 return target
-            self._download(wanted)
+            with self.metrics.downloading():
+                self._download(wanted)
         return target
 
     def stream(self, wanted: Wanted) -> tuple[int, Iterator[bytes] | None]:
@@ -120,6 +129,7 @@ class Downloader:
         with self._inflight_lock:
             future = self._inflight.get(wanted.target)
             if future is not None and not future.done():
+                self.metrics.joined()
                 return future
             future = self._pool.submit(self.ensure, wanted)
             self._inflight[wanted.target] = future
@@ -139,7 +149,7 @@ class Downloader:
         for leftover in (part, sidecar):  # left by a holder that died; we hold the lock
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-        expected = _choose_hash(wanted.hashes)
+        expected = choose_hash(wanted.hashes)
         if expected is None:
             log.warning("no usable hash declared for %s; checking size only", wanted.url)
         digest = hashlib.new(expected[0]) if expected else None

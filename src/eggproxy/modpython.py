@@ -17,8 +17,11 @@ imported by Apache.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +34,7 @@ from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, s
 from eggproxy.mediatypes import choose_format
 from eggproxy.proxy import Proxy
 from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
-from eggproxy.routes import FileRoute, Redirect, RootRoute, route
+from eggproxy.routes import FileRoute, Redirect, RootRoute, Route, route
 
 log = logging.getLogger("eggproxy")
 
@@ -64,7 +67,9 @@ def _proxy(req: Any) -> Proxy:
             if not log.handlers:
                 log.addHandler(_ApacheLogHandler())
                 log.setLevel(logging.INFO)
-            proxy = Proxy(load_config(path))
+            config = load_config(path)
+            # Counted only with metrics_dir: Apache has no start-up hook to prepare a default.
+            proxy = Proxy(config, metrics_dir=config.metrics_dir)
             proxy.prepare()
             _proxies[path] = proxy
         return proxy
@@ -100,11 +105,24 @@ def fixup(req: Any) -> int:
             req.headers_out["Location"] = target.location
             return int(apache.HTTP_MOVED_PERMANENTLY)
         if isinstance(target, FileRoute):
-            path = proxy.file(target.project, target.filename)
+            cached = proxy.cached_file(target.project, target.filename)
+            try:
+                path = cached[0] if cached else proxy.file(target.project, target.filename)
+            except EggproxyError:
+                _served(req, proxy, target, "error", None, None)
+                raise
+            _served(
+                req, proxy, target, "hit" if cached else "miss", cached[1] if cached else None, path
+            )
             req.headers_out["Cache-Control"] = IMMUTABLE
             return _serve(req, str(path), file_content_type(target.filename))
         fmt, content_type = choose_format(req.headers_in.get("Accept"))
-        page = proxy.page(None if isinstance(target, RootRoute) else target.project, fmt)
+        try:
+            page = proxy.page(None if isinstance(target, RootRoute) else target.project, fmt)
+        except EggproxyError:
+            _served(req, proxy, target, "error", None, None)
+            raise
+        _served(req, proxy, target, page.outcome, page.stat, page.path)
         # PEP 691: one URL, two formats; shared caches must key on Accept.
         req.headers_out["Vary"] = "Accept"
         req.headers_out["Cache-Control"] = page_cache_control(page.max_age)
@@ -120,6 +138,22 @@ def fixup(req: Any) -> int:
     except Exception:
         log.exception("unexpected error for %s", req.uri)
         return _error(req, ErrorReply(500, "internal error"))
+
+
+def _served(
+    req: Any,
+    proxy: Proxy,
+    target: Route,
+    outcome: str,
+    st: os.stat_result | None,
+    path: Path | None,
+) -> None:
+    """Count the answer (the bytes of the file handed to Apache; 0 for HEAD)."""
+    size = 0
+    if path is not None and req.method != "HEAD":
+        with contextlib.suppress(OSError):
+            size = (st or path.stat()).st_size
+    proxy.served(target, outcome, size)
 
 
 def _error(req: Any, reply: ErrorReply) -> int:

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import requests
 from packaging.utils import canonicalize_name
 
-from eggproxy import loops
+from eggproxy import __version__, loops
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.download import Downloader, Wanted
@@ -38,17 +38,25 @@ from eggproxy.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from eggproxy.inventory import Inventory, scan
 from eggproxy.mediatypes import Format
+from eggproxy.metrics import OUTCOMES, CacheUsage, Kind, Metrics, NullMetrics, Served
 from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
 from eggproxy.parse import iter_index_json, project_from_json
 from eggproxy.policy import offered, withheld_reason
+from eggproxy.prune import PruneReport, prune
 from eggproxy.render import index_pages, project_html, project_json_bytes
+from eggproxy.routes import FileRoute, Redirect, Route
 from eggproxy.sources.aggregate import build_sources
 from eggproxy.sources.base import CHUNK_SIZE, Fetched
 from eggproxy.sources.local import LocalSource
 from eggproxy.sources.remote import make_session
+from eggproxy.usage import ServedLog
 from eggproxy.verified import store_verified
+from eggproxy.verify import VerifyReport, verify
+
+USAGE_MAX_AGE = 10.0  # seconds a measured cache size is reused by scrapes and the status page
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,8 @@ class PageResult:
     max_age: int  # seconds of freshness left, for Cache-Control
     warning: str | None = None  # set when a stale page is served
     stat: os.stat_result | None = None  # of ``path``, when already taken
+    source: str | None = None  # the source asked for it, if one was
+    upstream_seconds: float | None = None  # how long asking it took
 
 
 @dataclass
@@ -84,6 +94,8 @@ class FileResult:
     outcome: Literal["hit", "miss"]
     size: int
     stream: Iterator[bytes] | None = None  # None: complete on disk at ``path``
+    source: str | None = None  # the source it comes from, on a miss
+    upstream_seconds: float | None = None  # until the download's size was known
 
 
 class Proxy:
@@ -94,18 +106,34 @@ class Proxy:
         config: Config,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
+        metrics_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.started = clock()
         self.cache = Cache(config.cache_dir)
         # Our name in the Via header of upstream requests: how a loop is seen.
         self.name = loops.pseudonym(config)
+        # Counting is on where a front end gives it a directory (serve, Apache's metrics_dir).
+        names = [source.name for source in config.effective_sources]
+        self.metrics: NullMetrics = NullMetrics()
+        if metrics_dir is not None and config.metrics:
+            try:
+                self.metrics = Metrics(metrics_dir, names, clock)
+            except OSError as exc:  # e.g. not writable by Apache's user: serve, uncounted
+                log.warning("metrics off: cannot write %s: %s", metrics_dir, exc)
         # Overwrite the session for testing, or to configure proxies and TLS.
-        self.sources = build_sources(config, session or make_session(), via=self.name)
+        self.sources = build_sources(
+            config, session or make_session(), via=self.name, metrics=self.metrics
+        )
         self._local: list[LocalSource] = [
             s for s in self.sources.local_sources() if isinstance(s, LocalSource)
         ]
-        self.downloader = Downloader(self.cache)
+        self.downloader = Downloader(self.cache, metrics=self.metrics)
+        # Last service of each file, for the cache limit (only kept when there is one).
+        self.usage = ServedLog(config.cache_dir, clock=clock)
+        self._track = config.max_cache_size is not None
+        self._measured: tuple[float, Inventory] | None = None
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left."""
@@ -122,8 +150,107 @@ class Proxy:
         return loops.is_loop(via, self.name)
 
     def close(self) -> None:
-        """Abort downloads still running (their partial files are removed)."""
+        """Abort downloads still running (their partial files are removed); write counts."""
         self.downloader.shutdown()
+        self.metrics.close()
+        self.usage.close()
+
+    # --- operating it (docs/decisions/0010) ------------------------------------
+
+    def served(self, target: Route, outcome: str, nbytes: int) -> None:
+        """A front end answered ``target``: count it, and note when a file was served.
+
+        ``outcome`` is the access log's word (hit, miss, revalidated, stale,
+        error; anything else, e.g. a response cut short, counts as an error).
+        Cheap enough for every hit: a dict update, and a dict lookup for files.
+        """
+        kind: Kind
+        if isinstance(target, FileRoute):
+            kind = "metadata" if target.filename.endswith(METADATA_SUFFIX) else "file"
+            if self._track and (outcome == "hit" or outcome == "miss"):
+                self.usage.touch(target.project, target.filename)
+        elif isinstance(target, Redirect):
+            return
+        else:
+            kind = "page"
+        if outcome == "hit":  # the common case: nothing more to say
+            self.metrics.served(kind, "hit", nbytes)
+            return
+        counted: Served = outcome if outcome in OUTCOMES else "error"
+        if outcome == "miss":
+            self._measured = None  # the cache grew
+        if isinstance(target, FileRoute):
+            what = f"{target.project}/{target.filename}"
+        else:
+            what = getattr(target, "project", None) or "/"
+        self.metrics.served(kind, counted, nbytes, what)
+
+    def inventory(self, max_age: float = 0.0) -> Inventory:
+        """What the cache holds (one walk; reused for ``max_age`` seconds)."""
+        now = time.monotonic()
+        measured = self._measured
+        if measured is not None and now - measured[0] < max_age:
+            return measured[1]
+        inventory = scan(self.cache.root)
+        self._measured = (now, inventory)
+        return inventory
+
+    def cache_usage(self, max_age: float = USAGE_MAX_AGE) -> CacheUsage:
+        return self.inventory(max_age).usage
+
+    def metrics_text(self, directory: Path | None = None) -> bytes | None:
+        """The Prometheus text exposition of every process's counts; ``None``: metrics off.
+
+        ``directory``: read another metrics directory (``eggproxy metrics`` reading
+        what Apache's or the server's processes wrote) instead of our own.
+        """
+        from eggproxy.metrics import exposition, mark_dead
+
+        if directory is None:
+            directory = self.metrics.directory
+            self.metrics.flush()
+        else:
+            mark_dead(directory)
+        if directory is None:
+            return None
+        return exposition(directory, self.cache_usage())
+
+    def status(self) -> dict[str, Any]:
+        """What the status page shows (``/+status``), as plain data."""
+        from eggproxy.status import build_status
+
+        self.metrics.flush()
+        return build_status(
+            self.config,
+            version=__version__,
+            started=self.started,
+            now=self.clock(),
+            usage=self.cache_usage(),
+            directory=self.metrics.directory,
+            urls={s.name: s.url or str(s.path) for s in self.config.effective_sources},
+        )
+
+    def prune(self) -> PruneReport | None:
+        """Evict least recently served files if the cache is over ``max_cache_size``."""
+        limit = self.config.max_cache_size
+        if limit is None:
+            return None
+        self.usage.flush()
+        report = prune(self.cache, self.usage, limit)
+        if report.evicted:
+            self.metrics.evicted(report.evicted, report.evicted_bytes)
+            self._measured = None
+        return report
+
+    def verify(
+        self,
+        projects: list[NormalizedName] | None = None,
+        *,
+        jobs: int = 1,
+        progress: Callable[[int], object] | None = None,
+    ) -> VerifyReport:
+        """Hash cached files again; quarantine those that do not match their page."""
+        return verify(self.cache, projects, jobs=jobs, progress=progress)
 
     def due(self, max_age_seconds: float) -> list[NormalizedName | None]:
         """Cached pages older than ``max_age_seconds`` (``None`` is the root page).
@@ -194,6 +321,8 @@ class Proxy:
         if fresh is not None:
             return fresh
         snapshot = self.cache.snapshot(project)
+        started = time.perf_counter()
+        source = self._page_source()
         try:
             changed = self._refresh_locked(project, snapshot)
         except ProjectNotFound:
@@ -206,9 +335,19 @@ class Proxy:
             if not snapshot.cached:
                 raise
             log.warning("serving stale page of %s: %s", project or "root", exc)
-            return PageResult(self.cache.page_path(project, fmt), "stale", 0, warning=str(exc))
+            path = self.cache.page_path(project, fmt)
+            seconds = time.perf_counter() - started
+            return PageResult(path, "stale", 0, str(exc), None, source, seconds)
         outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
-        return PageResult(self.cache.page_path(project, fmt), outcome, self.config.index_ttl)
+        seconds = time.perf_counter() - started
+        path = self.cache.page_path(project, fmt)
+        return PageResult(path, outcome, self.config.index_ttl, None, None, source, seconds)
+
+    def _page_source(self) -> str:
+        """The source a page is asked of (the first; several when aggregating)."""
+        if self.sources.single:
+            return self.sources.entries[0].source.name
+        return "+".join(e.source.name for e in self.sources.entries)
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""
@@ -415,22 +554,25 @@ class Proxy:
         target = self.cache.file_path(project, filename)
         if target.exists():
             return FileResult(target, "hit", target.stat().st_size)
-        size, stream = self.downloader.stream(self.wanted(project, filename))
-        return FileResult(target, "miss", size, stream)
+        wanted = self.wanted(project, filename)
+        started = time.perf_counter()
+        size, stream = self.downloader.stream(wanted)
+        seconds = time.perf_counter() - started
+        return FileResult(target, "miss", size, stream, wanted.source, seconds)
 
     def wanted(self, project: NormalizedName, filename: str) -> Wanted:
         """What to download for ``filename``: only a URL the project's page listed."""
         base = filename.removesuffix(METADATA_SUFFIX)
         dist = self._listed(project, base)
         target = self.cache.file_path(project, filename)
-        opener = self.sources.source(dist.source).open_file
+        source = self.sources.source(dist.source)
         if filename == base:
-            return Wanted(dist.url, target, dist.hashes, opener, dist.size)
+            return Wanted(dist.url, target, dist.hashes, source.open_file, dist.size, source.name)
         # PEP 658: the metadata file, verified against the page's metadata hash.
         if not dist.core_metadata:
             raise FileNotListed(project, filename)
         hashes = dist.core_metadata if isinstance(dist.core_metadata, Mapping) else {}
-        return Wanted(dist.metadata_url, target, hashes, opener)
+        return Wanted(dist.metadata_url, target, hashes, source.open_file, None, source.name)
 
     def _listed(self, project: NormalizedName, filename: str) -> DistFile:
         """The entry of a file the project's page offers, asking upstream if need be."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from eggproxy.cache import Cache, write_atomic_stream
-from eggproxy.download import _choose_hash
+from eggproxy.download import choose_hash
 from eggproxy.errors import IntegrityError
 from eggproxy.sources.base import CHUNK_SIZE
 
@@ -37,7 +37,7 @@ def store_verified(cache: Cache, target: Path, source: Path, hashes: Mapping[str
     Raises :class:`IntegrityError` when the bytes (or the cached file's) do not match, or
     when the page declared no hash to check them against.
     """
-    expected = _choose_hash(hashes)
+    expected = choose_hash(hashes)
     if expected is None:
         raise IntegrityError(target.name, "a hash on its page", "none")
     algorithm, wanted = expected

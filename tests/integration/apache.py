@@ -45,6 +45,7 @@ DEPENDENCIES = (
     "certifi",
     "charset-normalizer",
     "ijson",
+    "prometheus-client",
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0  # seconds for Apache to listen

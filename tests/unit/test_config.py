@@ -193,3 +193,40 @@ def test_messages_quote_values_plainly(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={"PIP_INDEX_URL": INDEX})
     assert str(info.value).endswith("[eggproxy] index_ttl: must be at least 0, not -1")
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("50G", 50 << 30), ("500M", 500 << 20), ("1.5k", 1536), ("2GiB", 2 << 30), ("1024", 1024)],
+)
+def test_max_cache_size_units(tmp_path: Path, value: str, size: int) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\nmax_cache_size = {value}\n")
+    assert load_config(path, environ={}).max_cache_size == size
+
+
+@pytest.mark.parametrize("value", ["off", "0"])
+def test_max_cache_size_off(tmp_path: Path, value: str) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\nmax_cache_size = {value}\n")
+    assert load_config(path, environ={}).max_cache_size is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_cache_size", "lots"),
+        ("max_cache_size", "-5G"),
+        ("access_log", "xml"),
+        ("metrics", "maybe"),
+    ],
+)
+def test_operating_keys_refuse_bad_values(tmp_path: Path, key: str, value: str) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config(path, environ={})
+
+
+def test_operating_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"[eggproxy]\ncache_dir = {tmp_path}/c\nindex = {INDEX}\n")
+    config = load_config(path, environ={})
+    assert (config.metrics, config.max_cache_size, config.access_log) == (True, None, "clf")
+    assert config.metrics_path == tmp_path / "c" / ".metrics"

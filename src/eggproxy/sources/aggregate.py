@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from eggproxy.config import Config, SourceConfig, SourceMode
 from eggproxy.errors import ProjectNotFound, UpstreamError
+from eggproxy.metrics import NullMetrics
 from eggproxy.model import IndexEntry, ProjectPage
 from eggproxy.names import NormalizedName
 from eggproxy.sources.base import Fetched, RootListing, Source
@@ -187,7 +188,11 @@ def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[Pro
 
 
 def build_sources(
-    config: Config, session: requests.Session, *, via: str | None = None
+    config: Config,
+    session: requests.Session,
+    *,
+    via: str | None = None,
+    metrics: NullMetrics | None = None,
 ) -> Aggregator:
     """The configured sources, in order, behind one :class:`Aggregator`.
 
@@ -209,6 +214,7 @@ def build_sources(
             auth=auth,
             spool_dir=config.cache_dir,
             via=via,
+            metrics=metrics,
         )
         entries.append(Entry(remote, source))
     return Aggregator(entries)

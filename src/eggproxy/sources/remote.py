@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -21,11 +22,12 @@ from eggproxy import __version__
 from eggproxy.errors import MalformedPage, ProjectNotFound, UpstreamError, UpstreamUnavailable
 from eggproxy.loops import outgoing_via
 from eggproxy.mediatypes import UPSTREAM_ACCEPT, is_json_content_type
+from eggproxy.metrics import NullMetrics
 from eggproxy.model import ProjectPage
 from eggproxy.names import NormalizedName
 from eggproxy.parse import iter_index_html, iter_index_json, project_from_html, project_from_json
 from eggproxy.reasons import reason
-from eggproxy.sources.base import CHUNK_SIZE, Fetched, RootListing
+from eggproxy.sources.base import CHUNK_SIZE, Fetched, FileResponse, RootListing
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,10 @@ class UpstreamIndex:
         auth: tuple[str, str] | None = None,
         spool_dir: Path | None = None,
         via: str | None = None,
+        metrics: NullMetrics | None = None,
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
+        self.metrics = metrics or NullMetrics()
         self.session = session
         self.timeout = timeout
         self.name = name
@@ -114,9 +118,12 @@ class UpstreamIndex:
         spool_dir = self.spool_dir if self.spool_dir and self.spool_dir.is_dir() else None
         spool = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed by the listing
         try:
+            size = 0
             with response:
                 for chunk in response.iter_content(CHUNK_SIZE):
                     spool.write(chunk)
+                    size += len(chunk)
+            self.metrics.upstream_bytes(self.name, size)
         except requests.RequestException as exc:  # the body broke off
             spool.close()
             raise UpstreamUnavailable(
@@ -176,6 +183,7 @@ class UpstreamIndex:
                 raise UpstreamUnavailable(
                     f"{self._label} cut the page short: {reason(exc)}", url=url
                 ) from None
+            self.metrics.upstream_bytes(self.name, len(response.content))
             is_json = is_json_content_type(response.headers.get("Content-Type", ""))
             try:
                 page = parse(text, final_url, is_json)
@@ -194,8 +202,9 @@ class UpstreamIndex:
         """GET ``url``, mapping transport failures to :class:`UpstreamUnavailable`."""
         if self.via:
             headers = {**headers, "Via": outgoing_via(self.via)}
+        started = time.perf_counter()
         try:
-            return self.session.get(
+            response = self.session.get(
                 url,
                 headers=headers,
                 timeout=self.timeout,
@@ -206,15 +215,24 @@ class UpstreamIndex:
                 auth=self.auth if _origin(url) == self._origin else None,
             )
         except requests.Timeout:
-            raise UpstreamUnavailable(
-                f"{self._label} timed out after {self.timeout:g}s", url=url, timeout=True
-            ) from None
+            error = f"{self._label} timed out after {self.timeout:g}s"
+            self._count(url, started, error)
+            raise UpstreamUnavailable(error, url=url, timeout=True) from None
         except requests.RequestException as exc:
-            raise UpstreamUnavailable(
-                f"{self._label} unreachable: {reason(exc)}", url=url
-            ) from None
+            error = f"{self._label} unreachable: {reason(exc)}"
+            self._count(url, started, error)
+            raise UpstreamUnavailable(error, url=url) from None
+        status = response.status_code
+        # 404/410 are answers (no such project); other 4xx and 5xx are the source failing.
+        failed = status >= 400 and status not in (404, 410)
+        self._count(url, started, f"{self._label} answered {status}" if failed else None)
+        return response
 
-    def open_file(self, url: str) -> requests.Response:
+    def _count(self, url: str, started: float, error: str | None) -> None:
+        what = urlsplit(url).path.rstrip("/").rpartition("/")[2]
+        self.metrics.upstream(self.name, time.perf_counter() - started, error=error, what=what)
+
+    def open_file(self, url: str) -> FileResponse:
         """Start a streaming download of ``url`` (the caller closes it)."""
         # Identity: hashes are over the file's bytes, not a re-encoding of them.
         response = self.get(url, headers={"Accept-Encoding": "identity"}, stream=True)
@@ -222,7 +240,7 @@ class UpstreamIndex:
             response.close()
             _raise_for_status(response, url, self._label)
             raise UpstreamError(f"{self._label} answered {response.status_code}", url=url)
-        return response
+        return self.metrics.counting(self.name, response)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -1,4 +1,9 @@
-"""The standalone server's access log: one Common Log Format line per request.
+"""The standalone server's access log: one line per request, CLF or JSON.
+
+``access_log = clf`` (the default) writes the Common Log Format plus the
+seconds taken and the outcome; ``access_log = json`` writes one JSON object
+per line for log shippers, with the same fields plus the source asked and
+the seconds spent waiting on it (``null`` when the cache answered).
 
 Lines are collected in memory and written to stderr in batches (at most
 ``FLUSH_INTERVAL`` seconds late, or once ``FLUSH_BYTES`` are waiting, and
@@ -11,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import sys
 import time
-from typing import Final
+from typing import Final, Literal
 
 FLUSH_INTERVAL: Final = 0.2  # seconds
 FLUSH_BYTES: Final = 64 * 1024
@@ -25,11 +31,17 @@ def _clf_time(second: int) -> str:
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
 
 
+@functools.lru_cache(maxsize=2)
+def _iso_time(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+
+
 class AccessLog:
     """Batches access lines and writes them to a file descriptor (stderr)."""
 
-    def __init__(self, fd: int | None = None) -> None:
+    def __init__(self, fd: int | None = None, fmt: Literal["clf", "json"] = "clf") -> None:
         self.fd = sys.stderr.fileno() if fd is None else fd
+        self.format = fmt
         self._lines: list[str] = []
         self._size = 0
         self._scheduled = False
@@ -44,12 +56,30 @@ class AccessLog:
         size: int,
         seconds: float,
         outcome: str,
+        upstream: tuple[str | None, float | None] | None = None,
     ) -> None:
         """Queue the line of one request (CLF, plus seconds taken and hit/miss/stale)."""
-        line = (
-            f'{client} - - [{_clf_time(int(time.time()))}] "{method} {path[:300]} '
-            f'HTTP/{version}" {status} {size} {seconds:.4f} {outcome}\n'
-        )
+        if self.format == "json":
+            source, waited = upstream or (None, None)
+            record = {
+                "time": _iso_time(int(time.time())),
+                "client": client,
+                "method": method,
+                "path": path[:300],
+                "protocol": f"HTTP/{version}",
+                "status": status,
+                "size": size,
+                "seconds": round(seconds, 6),
+                "outcome": outcome,
+                "source": source,
+                "upstream_seconds": None if waited is None else round(waited, 6),
+            }
+            line = json.dumps(record, separators=(",", ":")) + "\n"
+        else:
+            line = (
+                f'{client} - - [{_clf_time(int(time.time()))}] "{method} {path[:300]} '
+                f'HTTP/{version}" {status} {size} {seconds:.4f} {outcome}\n'
+            )
         self._lines.append(line)
         self._size += len(line)
         if self._size >= FLUSH_BYTES:

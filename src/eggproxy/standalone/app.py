@@ -39,6 +39,7 @@ from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
 from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
 from eggproxy.routes import FileRoute, Redirect, RootRoute, Route, route
+from eggproxy.standalone import admin
 from eggproxy.standalone.accesslog import AccessLog
 from eggproxy.standalone.files import FileSender
 from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
@@ -104,6 +105,10 @@ class App:
         started = time.perf_counter()
         request = Request(scope, receive, send)
         status, size, outcome = await self.handle(request)
+        if outcome != "-":  # an index answer: counted by the core
+            target = self.route(request.path)
+            if not isinstance(target, EggproxyError):
+                self.proxy.served(target, outcome, size)
         if self.access_log is not None:
             client = scope.get("client")
             self.access_log.add(
@@ -115,6 +120,7 @@ class App:
                 size,
                 time.perf_counter() - started,
                 outcome,
+                request.upstream,
             )
 
     async def handle(self, request: Request) -> tuple[int, int, str]:
@@ -127,6 +133,9 @@ class App:
             return await self.error(request, error_reply(LoopDetected())), 0, "loop"
         if request.path == "/" and self.prefix != "/":
             return await self.landing(request)
+        if request.path in admin.PATHS:  # /metrics, /+status: outside the index prefix
+            status, size = await admin.answer(self.proxy, self.pool, request)
+            return status, size, "-"
         target = self.route(request.path)
         if isinstance(target, EggproxyError):
             return await self.error(request, error_reply(target)), 0, "-"
@@ -176,6 +185,8 @@ class App:
         ]
         if result.warning:
             headers.append(("warning", stale_warning(result.warning)))
+        if result.source is not None:
+            request.upstream = (result.source, result.upstream_seconds)
         st = result.stat or result.path.stat()
         status, size = await self.files.send(request, result.path, st, headers)
         return status, size, result.outcome
@@ -187,7 +198,10 @@ class App:
         cached = self.proxy.cached_file(project, filename)
         if cached is None:
             return await self.miss(request, project, filename, headers)
-        status, size = await self.files.send(request, *cached, headers)
+        try:
+            status, size = await self.files.send(request, *cached, list(headers))
+        except FileNotFoundError:  # evicted by the cache limit between stat and open
+            return await self.miss(request, project, filename, headers)
         return status, size, "hit"
 
     async def miss(
@@ -201,6 +215,8 @@ class App:
             await request.respond(200, headers)
             return 200, 0, "miss"
         result = await self.core(request, self.proxy.open_file, project, filename)
+        if result.source is not None:
+            request.upstream = (result.source, result.upstream_seconds)
         if result.stream is None:  # complete already (a fast or concurrent download)
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"

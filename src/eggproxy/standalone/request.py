@@ -17,7 +17,7 @@ END: Final[Message] = {"type": "http.response.body", "body": b""}
 class Request:
     """What a response needs of one ASGI request, with its headers decoded once."""
 
-    __slots__ = ("extensions", "headers", "method", "path", "receive", "scheme", "send")
+    __slots__ = ("extensions", "headers", "method", "path", "receive", "scheme", "send", "upstream")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.method: str = scope["method"]
@@ -36,6 +36,8 @@ class Request:
         self.extensions: dict[str, Any] = scope.get("extensions") or {}
         self.receive = receive
         self.send = send
+        # (source, seconds) when answering asked a source, for the JSON access log.
+        self.upstream: tuple[str | None, float | None] | None = None
 
     async def start(self, status: int, headers: Headers) -> None:
         await self.send(

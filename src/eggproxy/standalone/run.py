@@ -7,6 +7,13 @@ granian, which runs
 ``--workers`` processes.  Each worker builds its :class:`~eggproxy.standalone.app.App`
 from the same configuration file and command-line flags, handed over in an
 environment variable (the file's path, never its credentials).
+
+Metrics: the main process empties the metrics directory (``metrics_dir``,
+else ``<cache_dir>/.metrics``) and every worker writes its counts there
+(prometheus-client's multiprocess mode), so any worker's ``/metrics`` tells
+the totals.  A housekeeping thread in the main process drops the live gauges
+of workers that died and, with ``max_cache_size``, evicts files every
+``prune_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from typing import Final
 
-from eggproxy import __version__, logs
+from eggproxy import __version__, logs, metrics
 from eggproxy.config import Config, config_from_mapping, load_config
 from eggproxy.errors import CannotListen, ConfigError
 from eggproxy.loops import self_source, self_source_message
@@ -30,6 +39,7 @@ log = logging.getLogger("eggproxy")
 ENV: Final = "EGGPROXY_SERVE_CONFIG"
 # Bounded graceful stop: in-flight responses get this long after SIGTERM.
 STOP_TIMEOUT: Final = 20
+DEAD_WORKERS_INTERVAL: Final = 10.0  # seconds between looks for workers that died
 
 
 def config_to_env(config: Config, overrides: dict[str, str]) -> str:
@@ -50,8 +60,26 @@ def config_from_env(text: str) -> Config:
 def app_from_environment() -> App:
     """Granian's factory: one :class:`App` per worker process."""
     logs.configure()
-    access = AccessLog() if os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1" else None
-    return App(config_from_env(os.environ[ENV]), access_log=access)
+    config = config_from_env(os.environ[ENV])
+    on = os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1"
+    access = AccessLog(fmt=config.access_log) if on else None
+    proxy = Proxy(config, metrics_dir=config.metrics_path if config.metrics else None)
+    return App(config, proxy=proxy, access_log=access)
+
+
+def _housekeeping(config: Config, proxy: Proxy, stop: threading.Event) -> None:
+    """The main process's chores: forget dead workers' gauges, keep the cache limit."""
+    next_prune = time.monotonic() + config.prune_interval
+    step = min(config.prune_interval, DEAD_WORKERS_INTERVAL)
+    while not stop.wait(step):
+        try:
+            if config.metrics:
+                metrics.mark_dead(config.metrics_path)
+            if config.max_cache_size is not None and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + config.prune_interval
+                proxy.prune()
+        except Exception:  # never let a chore end the thread
+            log.exception("housekeeping failed")
 
 
 def serve(
@@ -66,8 +94,21 @@ def serve(
     if itself is not None:
         # Every miss would ask ourselves again, until the workers run out.
         raise ConfigError(self_source_message(config, itself))
-    Proxy(config).prepare()
     check_address(config.bind)
+    if config.metrics:
+        # Counts of a previous run would be added to ours: start from zero.
+        try:
+            metrics.reset_directory(config.metrics_path)
+            (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot prepare it: {exc.strerror}", key="metrics_dir") from None
+    proxy = Proxy(config, metrics_dir=config.metrics_path if config.metrics else None)
+    proxy.prepare()
+    stop = threading.Event()
+    chores = threading.Thread(
+        target=_housekeeping, args=(config, proxy, stop), name="eggproxy-housekeeping", daemon=True
+    )
+    chores.start()
     host, _, port = config.bind.rpartition(":")
     os.environ[ENV] = config_to_env(config, overrides or {})
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
@@ -102,4 +143,7 @@ def serve(
         server.serve()
     except OSError as exc:  # taken between our check and granian's bind
         raise CannotListen(config.bind, (exc.strerror or str(exc)).lower()) from None
+    finally:
+        stop.set()
+        proxy.close()
     return 0
