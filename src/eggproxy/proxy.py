@@ -12,6 +12,7 @@ cache's file locks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -22,13 +23,24 @@ from typing import Literal
 
 import requests
 
+from eggproxy import failures
+from eggproxy.background import Background
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
+from eggproxy.diskspace import DiskSpace, disk_space
 from eggproxy.download import Downloader, Wanted
-from eggproxy.errors import FileNotListed, MalformedPage, UpstreamError, UpstreamUnavailable
+from eggproxy.errors import (
+    FileNotListed,
+    InsufficientStorage,
+    MalformedPage,
+    ProjectNotFound,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from eggproxy.mediatypes import Format
 from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
+from eggproxy.negative import NegativeCache
 from eggproxy.parse import project_from_json
 from eggproxy.render import index_html, index_json_bytes, project_html, project_json_bytes
 from eggproxy.sources.aggregate import build_sources
@@ -49,6 +61,7 @@ class PageResult:
     max_age: int  # seconds of freshness left, for Cache-Control
     warning: str | None = None  # set when a stale page is served
     stat: os.stat_result | None = None  # of ``path``, when already taken
+    age: int | None = None  # seconds since it was fetched, when served stale (RFC 9111 Age)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,8 @@ class Proxy:
             s for s in self.sources.local_sources() if isinstance(s, LocalSource)
         ]
         self.downloader = Downloader(self.cache)
+        self._negative = NegativeCache(self.cache.root, config.negative_ttl)
+        self._background = Background()
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left."""
@@ -89,7 +104,16 @@ class Proxy:
 
     def close(self) -> None:
         """Abort downloads still running (their partial files are removed)."""
+        self._background.close()
         self.downloader.shutdown()
+
+    def disk_free(self) -> DiskSpace:
+        """Free and total bytes of the cache's file system (a full disk answers 507)."""
+        return disk_space(self.cache.root)
+
+    def revalidations_pending(self) -> int:
+        """Background revalidations queued or running in this process."""
+        return self._background.pending()
 
     def due(self, max_age_seconds: float) -> list[NormalizedName | None]:
         """Cached pages older than ``max_age_seconds`` (``None`` is the root page).
@@ -130,40 +154,97 @@ class Proxy:
     def page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
 
-        A fresh page never contacts the upstream.  A stale one is
-        revalidated; if the upstream fails, the stale page is served with a
-        warning, because the cache is most valuable when the link is bad.
+        A fresh page never contacts the upstream.  A stale one within
+        ``stale_while_revalidate`` seconds past its TTL is answered at once
+        and revalidated in the background (RFC 5861); an older one is
+        revalidated while the caller waits.  If the upstream fails, the
+        stale page is served with a warning, because the cache is most
+        valuable when the link is bad.
         """
         fresh, mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
-        lock = self._page_lock(project)
         if mtime is None:
-            with self.cache.lock(lock):  # one fetch, however many ask at once
-                return self._page_locked(project, fmt)
-        with self.cache.try_lock(lock) as held:
+            return self._fetch_page(project, fmt)
+        path = self.cache.page_path(project, fmt)
+        age = self.clock() - mtime
+        ttl, window = self.config.index_ttl, self.config.stale_while_revalidate
+        # (A page within its TTL but behind a local folder's change waits: the
+        # files dropped there appear on the next request.)
+        if window and ttl <= age < ttl + window:
+            self._background.submit(project, functools.partial(self._revalidate, project))
+            return PageResult(path, "stale", 0, "revalidating in the background", age=int(age))
+        with self.cache.try_lock(self._page_lock(project)) as held:
             if held:
                 return self._page_locked(project, fmt)
         # Another request is revalidating this page right now: rather than queue
         # behind it (for up to the timeout when the link is bad), serve it stale.
-        path = self.cache.page_path(project, fmt)
-        return PageResult(path, "stale", 0, warning="being revalidated")
+        return PageResult(path, "stale", 0, warning="being revalidated", age=int(age))
 
-    def _page_locked(self, project: NormalizedName | None, fmt: Format) -> PageResult:
+    def _fetch_page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
+        """A page not cached: fetch it, once however many ask at once."""
+        if project is not None and self._negative.known_missing(project, self.clock()):
+            raise ProjectNotFound(project)  # no source knew it a moment ago
+        waiting_since = time.time()
+        with self.cache.lock(self._page_lock(project)):
+            return self._page_locked(project, fmt, waiting_since)
+
+    def _page_locked(
+        self, project: NormalizedName | None, fmt: Format, waiting_since: float | None = None
+    ) -> PageResult:
         # Another thread or process may have refreshed it while we waited.
         fresh, _mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
+        lock = self._page_lock(project)
         snapshot = self.cache.snapshot(project)
+        if not snapshot.cached and waiting_since is not None:
+            # The fetch we waited on found nothing, or failed: share its answer.
+            if project is not None and self._negative.known_missing(project, self.clock()):
+                raise ProjectNotFound(project)
+            failures.check(lock, waiting_since, time.time())
         try:
             changed = self._refresh_locked(project, snapshot)
-        except UpstreamError as exc:
+        except ProjectNotFound:
+            if project is not None and not snapshot.cached:
+                self._negative.remember(project, self.clock())
+            raise
+        except (UpstreamError, InsufficientStorage) as exc:
+            failures.record(lock, exc, time.time())
             if not snapshot.cached:
                 raise
             log.warning("serving stale page of %s: %s", project or "root", exc)
-            return PageResult(self.cache.page_path(project, fmt), "stale", 0, warning=str(exc))
+            return PageResult(
+                self.cache.page_path(project, fmt), "stale", 0, str(exc), age=self._age(snapshot)
+            )
+        failures.clear(lock)
         outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
         return PageResult(self.cache.page_path(project, fmt), outcome, self.config.index_ttl)
+
+    def _age(self, snapshot: Snapshot) -> int | None:
+        return None if snapshot.mtime is None else max(0, int(self.clock() - snapshot.mtime))
+
+    def _revalidate(self, project: NormalizedName | None) -> None:
+        """A background revalidation (RFC 5861): once, whichever process gets there first."""
+        lock = self._page_lock(project)
+        with self.cache.try_lock(lock) as held:
+            if not held:
+                return  # another request or process is revalidating it
+            snapshot = self.cache.snapshot(project)
+            if freshness(snapshot.mtime, self.config.index_ttl, self.clock()) is Freshness.FRESH:
+                return  # revalidated meanwhile by another process
+            name = project or "root page"
+            try:
+                changed = self._refresh_locked(project, snapshot)
+            except ProjectNotFound:
+                log.warning("%s is gone from the upstream; its cached page is kept", name)
+            except (UpstreamError, InsufficientStorage) as exc:
+                failures.record(lock, exc, time.time())
+                log.warning("background revalidation of %s failed: %s", name, exc)
+            else:
+                failures.clear(lock)
+                outcome = "changed" if changed else "not modified"
+                log.info("revalidated %s in the background: %s", name, outcome)
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""
@@ -256,22 +337,51 @@ class Proxy:
         page = self._upstream_page(project)
         dist = page.file(filename) if page is not None else None
         if dist is not None:
-            return dist
+            return dist  # listed on the cached page, stale or not: no revalidation first
         if page is not None and self.fresh_page(project, "json") is not None:
             raise FileNotListed(project, filename)  # a fresh page knows
         # Not cached, or a stale page may predate the file: ask upstream.
-        if page is None and self.cache.page_mtime(project) is not None:
-            self.refresh(project)  # pages cached but their upstream copy lost
-        else:
-            result = self.page(project, "json")
-            if result.outcome == "stale" and result.warning:
-                # We cannot tell whether the file exists: say why, not 404.
-                raise UpstreamUnavailable(result.warning)
+        self._revalidate_for_file(project)
         page = self._upstream_page(project)
         dist = page.file(filename) if page is not None else None
         if dist is None:
             raise FileNotListed(project, filename)
         return dist
+
+    def _revalidate_for_file(self, project: NormalizedName) -> None:
+        """Bring the page up to date for a file it may list: wait for the revalidation
+        in flight (bounded by ``timeout``) and use its result, or do one now.
+
+        Its result decides: a 404 when the fresh page does not list the file, a
+        502/504 only when the upstream really failed.
+        """
+        before = self.cache.page_mtime(project)
+        if before is None and self._negative.known_missing(project, self.clock()):
+            raise ProjectNotFound(project)
+        waiting_since = time.time()
+        lock = self._page_lock(project)
+        timeout = self.config.timeout
+        with self.cache.lock_within(lock, timeout) as held:
+            if not held:
+                raise UpstreamUnavailable(
+                    f"page of {project} still being revalidated after {timeout:g}s", timeout=True
+                )
+            snapshot = self.cache.snapshot(project)
+            if snapshot.complete and snapshot.mtime != before:
+                return  # revalidated while we waited: its result answers
+            if not snapshot.cached and self._negative.known_missing(project, self.clock()):
+                raise ProjectNotFound(project)
+            failures.check(lock, waiting_since, time.time())
+            try:
+                self._refresh_locked(project, snapshot)
+            except ProjectNotFound:
+                if not snapshot.cached:
+                    self._negative.remember(project, self.clock())
+                raise
+            except (UpstreamError, InsufficientStorage) as exc:
+                failures.record(lock, exc, time.time())
+                raise
+            failures.clear(lock)
 
     def _upstream_page(self, project: NormalizedName) -> ProjectPage | None:
         data = self.cache.read_upstream(project)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from typing import Final
 
 from eggproxy import __version__, logs
 from eggproxy.config import Config, config_from_mapping, load_config
+from eggproxy.diskspace import CHECK_INTERVAL
 from eggproxy.proxy import Proxy
 from eggproxy.standalone.accesslog import AccessLog
 from eggproxy.standalone.app import App
@@ -57,7 +59,9 @@ def serve(
     from granian.server import Server
 
     logs.configure()
-    Proxy(config).prepare()
+    proxy = Proxy(config)
+    proxy.prepare()
+    watch_disk(proxy)
     host, _, port = config.bind.rpartition(":")
     os.environ[ENV] = config_to_env(config, overrides or {})
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
@@ -85,3 +89,32 @@ def serve(
     )
     server.serve()
     return 0
+
+
+def watch_disk(proxy: Proxy, interval: float = CHECK_INTERVAL) -> threading.Thread:
+    """Warn now, and every ``interval`` while it stays so, when the cache disk is nearly full.
+
+    A daemon thread of the main process: one warning per check, however many workers.
+    """
+
+    def check() -> None:
+        space = proxy.disk_free()
+        if space.low:
+            log.warning(
+                "cache disk nearly full: %s in %s; misses fail with 507 once it is full",
+                space.line(),
+                proxy.config.cache_dir,
+            )
+
+    def run() -> None:
+        while not stop.wait(interval):
+            try:
+                check()
+            except OSError as exc:
+                log.warning("cannot check the cache disk: %s", exc)
+
+    stop = threading.Event()
+    check()
+    thread = threading.Thread(target=run, name="eggproxy-disk", daemon=True)
+    thread.start()
+    return thread
