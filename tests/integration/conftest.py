@@ -56,6 +56,7 @@ class ProxyOptions:
     index_ttl: int = 300
     timeout: float = 10.0
     extra_config: str = ""  # appended to eggproxy's configuration file (e.g. sources)
+    workers: int | None = None  # processes of ``eggproxy serve`` (Apache runs several anyway)
 
 
 class FrontEnd(Protocol):

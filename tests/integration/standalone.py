@@ -192,6 +192,7 @@ def serve_front_end(request: Any, upstream_url: str, options: Any) -> Standalone
         index_ttl=options.index_ttl,
         timeout=options.timeout,
         extra_config=options.extra_config,
+        workers=getattr(options, "workers", None),
     )
 
 
