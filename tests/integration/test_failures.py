@@ -57,9 +57,13 @@ def age_page(cache_dir: Path, project: str, seconds: float) -> None:
 
 
 def warm_up(proxy: FrontEnd) -> None:
-    """Have the front end's processes ready (Apache starts children under load, and each
-    imports eggproxy on its first request), so that a herd reaches eggproxy together."""
-    for _ in range(2):
+    """Have the front end's processes ready, so that a herd reaches eggproxy together.
+
+    (Apache starts more children only under load, a second apart, and each imports
+    eggproxy on its first request: a request still queued in Apache's backlog when
+    the attempt fails has not waited for it, and rightly makes a new one.)
+    """
+    for _ in range(3):
         assert {r.status_code for r in concurrently(proxy.url + "demo-pkg/")} == {200}
 
 
@@ -104,12 +108,12 @@ def test_unlisted_file_when_the_upstream_fails(proxy: FrontEnd, upstream: Upstre
 
 
 @JSON_ONLY
-@pytest.mark.proxy_options(workers=2)
+@pytest.mark.proxy_options(workers=2, apache_servers=CLIENTS + 4)
 def test_waiters_share_one_failed_download(proxy: FrontEnd, upstream: Upstream) -> None:
     assert get(proxy.url + "demo-pkg/").status_code == 200
     warm_up(proxy)
     upstream.truncate.add(WHEEL)
-    upstream.slow[WHEEL] = 4.0  # every client is waiting before the download fails
+    upstream.slow[WHEEL] = 6.0  # every client is waiting before the download fails
 
     responses = concurrently(proxy.url + f"demo-pkg/{WHEEL}")
     assert {r.status_code for r in responses} == {502}, [r.text for r in responses]
@@ -126,10 +130,10 @@ def test_waiters_share_one_failed_download(proxy: FrontEnd, upstream: Upstream) 
 
 
 @JSON_ONLY
-@pytest.mark.proxy_options(workers=2, timeout=20)
+@pytest.mark.proxy_options(workers=2, timeout=20, apache_servers=CLIENTS + 4)
 def test_waiters_share_one_failed_page_fetch(proxy: FrontEnd, upstream: Upstream) -> None:
     warm_up(proxy)
-    upstream.delay_pages = 4.0  # every client is waiting before the fetch fails
+    upstream.delay_pages = 6.0  # every client is waiting before the fetch fails
     upstream.malformed.add("dep-pkg")
     responses = concurrently(proxy.url + "dep-pkg/")
     assert {r.status_code for r in responses} == {502}
