@@ -192,6 +192,7 @@ def test_aborted_stream_is_logged_as_the_client_got_it(
     upstream, name = private_upstream, "cut_pkg-1.0-py3-none-any.whl"
     upstream.add_file("cut-pkg", name, 4 << 20)
     upstream.truncate.add(name)
+    upstream.slow[name] = 0.05  # per 64 KiB: the response has started when the cut comes
     with start_serve(upstream.url, tmp_path / "cache") as server:
         assert get(server.url + "cut-pkg/").status_code == 200
         status, received = read_until_cut(server.port, f"/simple/cut-pkg/{name}")
