@@ -52,7 +52,7 @@ def concurrently(url: str, count: int = CLIENTS) -> list[requests.Response]:
         return list(pool.map(lambda _: get(url), range(count)))
 
 
-@pytest.mark.proxy_options(index_ttl=60, timeout=30, apache_servers=CLIENTS + 4)
+@pytest.mark.proxy_options(index_ttl=60, timeout=30, workers=2, apache_servers=CLIENTS + 4)
 def test_stale_page_answered_at_once_and_revalidated_once(
     proxy: FrontEnd, upstream: Upstream
 ) -> None:
