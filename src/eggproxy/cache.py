@@ -18,6 +18,9 @@ The URL space is the disk, so a static web server can answer every hit::
         .<name>.lock          flock(2) lock coordinating processes
         .<name>.part          a download in progress (never served)
         .<name>.size          its expected size, for followers streaming it
+        .<name>.failed        why the last attempt failed, for those who waited (failures.py)
+      .locks/                 page locks (and their .failed markers)
+      .negative/              names no source knows, for negative_ttl (negative.py)
 
 Names starting with ``.`` are never a project or a file name, so a front
 end refuses them.  The fetch time of a page is the modification time of its
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import fcntl
 import json
 import logging
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from eggproxy.errors import ConfigError
+from eggproxy.errors import ConfigError, InsufficientStorage
 from eggproxy.mediatypes import FORMATS, Format
 from eggproxy.names import NormalizedName
 
@@ -51,6 +55,8 @@ STATE: Final = ".state.json"
 UPSTREAM: Final = ".upstream.json"
 WITHHELD: Final = ".withheld"
 PAGE_FILES: Final[dict[Format, str]] = {"html": "index.html", "json": "index.json"}
+_DISK_FULL: Final = (errno.ENOSPC, errno.EDQUOT)
+_LOCK_POLL: Final = 0.02  # seconds between tries of a lock taken with a time limit
 
 
 class Freshness(enum.Enum):
@@ -243,12 +249,18 @@ class Cache:
         """Store a fetched page: the upstream copy and state first, the pages last."""
         directory = self.project_dir(project)
         directory.mkdir(parents=True, exist_ok=True)
-        if upstream is not None:
-            write_atomic(directory / UPSTREAM, upstream)
-        write_atomic(directory / STATE, state.to_json())
-        write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
-        # The JSON page's mtime is the page's fetch time: written last.
-        write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+        try:
+            if upstream is not None:
+                write_atomic(directory / UPSTREAM, upstream)
+            write_atomic(directory / STATE, state.to_json())
+            write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
+            # The JSON page's mtime is the page's fetch time: written last.
+            write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+        except InsufficientStorage:
+            # The new ETag must not stay beside the old pages: a 304 would keep them.
+            with contextlib.suppress(FileNotFoundError):
+                (directory / STATE).unlink()
+            raise
 
     def write_state(self, project: NormalizedName | None, state: PageState) -> None:
         """Replace a cached page's state alone (new ETag or serial, same bytes)."""
@@ -359,6 +371,17 @@ class Cache:
             os.close(fd)  # closing releases the flock
 
     @contextlib.contextmanager
+    def lock_within(self, target: Path, seconds: float) -> Iterator[bool]:
+        """Hold the lock of ``target``, waiting at most ``seconds``; yield whether we do."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with self.try_lock(target) as held:
+                if held or time.monotonic() >= deadline:
+                    yield held
+                    return
+            time.sleep(_LOCK_POLL)
+
+    @contextlib.contextmanager
     def try_lock(self, target: Path) -> Iterator[bool]:
         """Take the lock of ``target`` if it is free; yield whether we hold it."""
         lock_path = target if target.name.endswith(".lock") else self.lock_path(target)
@@ -379,8 +402,25 @@ class Cache:
             os.close(fd)
 
 
+def disk_full(exc: OSError, what: str) -> InsufficientStorage | None:
+    """The error to answer when ``exc`` says the cache's file system is full."""
+    if exc.errno not in _DISK_FULL:
+        return None
+    return InsufficientStorage(f"cache disk full: cannot store {what}")
+
+
 def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None:
     """Write ``data`` to ``path`` so that no reader ever sees half of it."""
+    try:
+        _write_atomic(path, data, mtime)
+    except OSError as exc:
+        full = disk_full(exc, path.name)
+        if full is None:
+            raise
+        raise full from None
+
+
+def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:

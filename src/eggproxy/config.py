@@ -72,6 +72,10 @@ class Config:
     index: str
     update_interval: float = 24.0  # hours, as in 2008
     index_ttl: int = 1800  # seconds a project page is served without asking upstream
+    # RFC 5861: seconds past index_ttl a page is still answered at once while it
+    # is revalidated in the background (0: the request waits for the upstream).
+    stale_while_revalidate: int = 86400
+    negative_ttl: int = 60  # seconds a name no source knows is answered 404 at once (0: off)
     timeout: float = 30.0  # seconds for upstream connect and read
     prefix: str = DEFAULT_PREFIX
     update_concurrency: int = 8
@@ -461,6 +465,8 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "index": _parse_url,
     "update_interval": _number(float, 0),
     "index_ttl": _number(int, 0),
+    "stale_while_revalidate": _number(int, 0),
+    "negative_ttl": _number(int, 0),
     "timeout": _number(float, 0.1),
     "prefix": _parse_prefix,
     "update_concurrency": _number(int, 1),

@@ -23,7 +23,8 @@ from typing import BinaryIO, Final
 
 import requests
 
-from eggproxy.cache import Cache, write_atomic
+from eggproxy import failures
+from eggproxy.cache import Cache, disk_full, write_atomic
 from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
 from eggproxy.metrics import NullMetrics
 from eggproxy.reasons import reason
@@ -83,12 +84,21 @@ class Downloader:
         if target.exists():  # completed since the caller looked
             self.metrics.joined()
             return target
+        waiting_since = time.time()
         with self.cache.lock(target):
             if target.exists():  # another holder finished while we waited
                 self.metrics.joined()
                 return target
-            with self.metrics.downloading():
-                self._download(wanted)
+            # Issue 16: the attempt we waited on failed: share its failure.
+            failures.check(target, waiting_since, time.time())
+            try:
+                with self.metrics.downloading():
+                    self._download(wanted)
+            except BaseException as exc:
+                if not self._stopping.is_set():  # a worker stopping is no upstream failure
+                    failures.record(target, exc, time.time())
+                raise
+            failures.clear(target)
         return target
 
     def stream(self, wanted: Wanted) -> tuple[int, Iterator[bytes] | None]:
@@ -169,7 +179,7 @@ class Downloader:
                     for chunk in response.iter_content(CHUNK_SIZE):
                         if self._stopping.is_set():
                             raise UpstreamError(f"download of {wanted.target.name} cancelled")
-                        os.write(fd, chunk)
+                        _write(fd, chunk, wanted.target.name)
                         size += len(chunk)
                         if digest is not None:
                             digest.update(chunk)
@@ -179,8 +189,11 @@ class Downloader:
                         url=wanted.url,
                     ) from None
             _verify(wanted, size, declared, expected, digest)
-            os.fsync(fd)
-            os.replace(part, wanted.target)
+            try:
+                os.fsync(fd)
+                os.replace(part, wanted.target)
+            except OSError as exc:
+                raise disk_full(exc, wanted.target.name) or exc from None
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
@@ -193,6 +206,16 @@ class Downloader:
         log.info(
             "cached %s (%d bytes, %.2fs)", wanted.target.name, size, time.monotonic() - started
         )
+
+
+def _write(fd: int, chunk: bytes, name: str) -> None:
+    """Write all of ``chunk``; a full disk is an answer (507), not an accident."""
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise disk_full(exc, name) or exc from None
 
 
 def _verify(

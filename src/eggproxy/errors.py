@@ -8,6 +8,7 @@
     ├── LoopDetected           a request that came through this eggproxy already (508)
     ├── BadRequest             a request no index could answer (400)
     │   └── InvalidName        a project or file name that is not valid
+    ├── InsufficientStorage    the cache's disk is full (507)
     ├── NotFound               nothing there (404)
     │   ├── ProjectNotFound    the upstream does not know the project
     │   ├── FileNotListed      the project's page does not list that file
@@ -15,7 +16,8 @@
     └── UpstreamError          the upstream failed us (502)
         ├── UpstreamUnavailable  down, refused, timed out or 5xx (504/502)
         ├── MalformedPage        a page we cannot parse
-        └── IntegrityError       a download that does not match its declared hash or size
+        ├── IntegrityError       a download that does not match its declared hash or size
+        └── RecentFailure        the attempt we waited on failed (its status and reason)
 
 Front ends map each class to one HTTP status with :func:`http_status`.
 """
@@ -94,6 +96,12 @@ class InvalidName(BadRequest):
         super().__init__(f"invalid {kind} name: {value[:80]!r}")
 
 
+class InsufficientStorage(EggproxyError):
+    """The cache's file system is full (ENOSPC, EDQUOT): nothing more can be stored."""
+
+    status = 507  # RFC 4918: the server cannot store what the request needs
+
+
 class NotFound(EggproxyError):
     """Nothing is there."""
 
@@ -159,6 +167,18 @@ class IntegrityError(UpstreamError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"{filename}: expected {expected}, got {actual}", url=url)
+
+
+class RecentFailure(UpstreamError):
+    """Another request's attempt, which this one waited for, failed moments ago.
+
+    It carries that attempt's status and reason, so every waiter gets the
+    same answer instead of starting an attempt of its own.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def http_status(error: BaseException) -> int:

@@ -128,6 +128,8 @@ def fixup(req: Any) -> int:
         req.headers_out["Cache-Control"] = page_cache_control(page.max_age)
         if page.warning:
             req.headers_out["Warning"] = stale_warning(page.warning)
+        if page.age is not None:
+            req.headers_out["Age"] = str(page.age)
         return _serve(req, str(page.path), content_type)
     except ConfigError as exc:
         # For the administrator's eyes (the error log), not for every client.

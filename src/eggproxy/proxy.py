@@ -12,6 +12,7 @@ cache's file locks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -25,14 +26,17 @@ from typing import Any, Literal, NoReturn
 import requests
 from packaging.utils import canonicalize_name
 
-from eggproxy import __version__, loops
+from eggproxy import __version__, failures, loops
+from eggproxy.background import Background
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
+from eggproxy.diskspace import DiskSpace, disk_space
 from eggproxy.download import Downloader, Wanted
 from eggproxy.errors import (
     EggproxyError,
     FileNotListed,
     FileWithheld,
+    InsufficientStorage,
     MalformedPage,
     ProjectNotFound,
     UpstreamError,
@@ -43,6 +47,7 @@ from eggproxy.mediatypes import Format
 from eggproxy.metrics import OUTCOMES, CacheUsage, Kind, Metrics, NullMetrics, Served
 from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, NormalizedName
+from eggproxy.negative import NegativeCache
 from eggproxy.parse import iter_index_json, project_from_json
 from eggproxy.policy import offered, withheld_reason
 from eggproxy.prune import PruneReport, prune
@@ -76,6 +81,7 @@ class PageResult:
     stat: os.stat_result | None = None  # of ``path``, when already taken
     source: str | None = None  # the source asked for it, if one was
     upstream_seconds: float | None = None  # how long asking it took
+    age: int | None = None  # seconds since it was fetched, when served stale (RFC 9111 Age)
 
 
 @dataclass
@@ -134,6 +140,8 @@ class Proxy:
         self.usage = ServedLog(config.cache_dir, clock=clock)
         self._track = config.max_cache_size is not None
         self._measured: tuple[float, Inventory] | None = None
+        self._negative = NegativeCache(self.cache.root, config.negative_ttl)
+        self._background = Background()
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left."""
@@ -151,6 +159,7 @@ class Proxy:
 
     def close(self) -> None:
         """Abort downloads still running (their partial files are removed); write counts."""
+        self._background.close()
         self.downloader.shutdown()
         self.metrics.close()
         self.usage.close()
@@ -252,6 +261,14 @@ class Proxy:
         """Hash cached files again; quarantine those that do not match their page."""
         return verify(self.cache, projects, jobs=jobs, progress=progress)
 
+    def disk_free(self) -> DiskSpace:
+        """Free and total bytes of the cache's file system (a full disk answers 507)."""
+        return disk_space(self.cache.root)
+
+    def revalidations_pending(self) -> int:
+        """Background revalidations queued or running in this process."""
+        return self._background.pending()
+
     def due(self, max_age_seconds: float) -> list[NormalizedName | None]:
         """Cached pages older than ``max_age_seconds`` (``None`` is the root page).
 
@@ -296,48 +313,79 @@ class Proxy:
     def page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
 
-        A fresh page never contacts the upstream.  A stale one is
-        revalidated; if the upstream fails, the stale page is served with a
-        warning, because the cache is most valuable when the link is bad.
+        A fresh page never contacts the upstream.  A stale one within
+        ``stale_while_revalidate`` seconds past its TTL is answered at once
+        and revalidated in the background (RFC 5861); an older one is
+        revalidated while the caller waits.  If the upstream fails, the
+        stale page is served with a warning, because the cache is most
+        valuable when the link is bad.
         """
         fresh, mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
-        lock = self._page_lock(project)
         if mtime is None:
-            with self.cache.lock(lock):  # one fetch, however many ask at once
-                return self._page_locked(project, fmt)
-        with self.cache.try_lock(lock) as held:
+            return self._fetch_page(project, fmt)
+        path = self.cache.page_path(project, fmt)
+        age = self.clock() - mtime
+        ttl, window = self.config.index_ttl, self.config.stale_while_revalidate
+        # (A page within its TTL but behind a local folder's change waits: the
+        # files dropped there appear on the next request.)
+        if window and ttl <= age < ttl + window:
+            self._background.submit(project, functools.partial(self._revalidate, project))
+            return PageResult(path, "stale", 0, "revalidating in the background", age=int(age))
+        with self.cache.try_lock(self._page_lock(project)) as held:
             if held:
                 return self._page_locked(project, fmt)
         # Another request is revalidating this page right now: rather than queue
         # behind it (for up to the timeout when the link is bad), serve it stale.
-        path = self.cache.page_path(project, fmt)
-        return PageResult(path, "stale", 0, warning="being revalidated")
+        return PageResult(path, "stale", 0, warning="being revalidated", age=int(age))
 
-    def _page_locked(self, project: NormalizedName | None, fmt: Format) -> PageResult:
+    def _fetch_page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
+        """A page not cached: fetch it, once however many ask at once."""
+        if project is not None and self._negative.known_missing(project, self.clock()):
+            raise ProjectNotFound(project)  # no source knew it a moment ago
+        waiting_since = time.time()
+        with self.cache.lock(self._page_lock(project)):
+            return self._page_locked(project, fmt, waiting_since)
+
+    def _page_locked(
+        self, project: NormalizedName | None, fmt: Format, waiting_since: float | None = None
+    ) -> PageResult:
         # Another thread or process may have refreshed it while we waited.
         fresh, _mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
+        lock = self._page_lock(project)
         snapshot = self.cache.snapshot(project)
         started = time.perf_counter()
         source = self._page_source()
+        if not snapshot.cached and waiting_since is not None:
+            # The fetch we waited on found nothing, or failed: share its answer.
+            if project is not None and self._negative.known_missing(project, self.clock()):
+                raise ProjectNotFound(project)
+            failures.check(lock, waiting_since, time.time())
         try:
             changed = self._refresh_locked(project, snapshot)
         except ProjectNotFound:
+            if project is not None and not snapshot.cached:
+                self._negative.remember(project, self.clock())
             if project is None or self.cache.page_mtime(project) is None:
                 raise
             # Within gone_grace: a 404 may be a hiccup or a takedown under review.
             warning = "project not found upstream; served from the cache"
-            return PageResult(self.cache.page_path(project, fmt), "stale", 0, warning=warning)
-        except UpstreamError as exc:
+            path = self.cache.page_path(project, fmt)
+            return PageResult(path, "stale", 0, warning, age=self._age(snapshot))
+        except (UpstreamError, InsufficientStorage) as exc:
+            failures.record(lock, exc, time.time())
             if not snapshot.cached:
                 raise
             log.warning("serving stale page of %s: %s", project or "root", exc)
             path = self.cache.page_path(project, fmt)
             seconds = time.perf_counter() - started
-            return PageResult(path, "stale", 0, str(exc), None, source, seconds)
+            return PageResult(
+                path, "stale", 0, str(exc), None, source, seconds, age=self._age(snapshot)
+            )
+        failures.clear(lock)
         outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
         seconds = time.perf_counter() - started
         path = self.cache.page_path(project, fmt)
@@ -348,6 +396,31 @@ class Proxy:
         if self.sources.single:
             return self.sources.entries[0].source.name
         return "+".join(e.source.name for e in self.sources.entries)
+
+    def _age(self, snapshot: Snapshot) -> int | None:
+        return None if snapshot.mtime is None else max(0, int(self.clock() - snapshot.mtime))
+
+    def _revalidate(self, project: NormalizedName | None) -> None:
+        """A background revalidation (RFC 5861): once, whichever process gets there first."""
+        lock = self._page_lock(project)
+        with self.cache.try_lock(lock) as held:
+            if not held:
+                return  # another request or process is revalidating it
+            snapshot = self.cache.snapshot(project)
+            if freshness(snapshot.mtime, self.config.index_ttl, self.clock()) is Freshness.FRESH:
+                return  # revalidated meanwhile by another process
+            name = project or "root page"
+            try:
+                changed = self._refresh_locked(project, snapshot)
+            except ProjectNotFound:
+                log.warning("%s is gone from the upstream; its cached page is kept", name)
+            except (UpstreamError, InsufficientStorage) as exc:
+                failures.record(lock, exc, time.time())
+                log.warning("background revalidation of %s failed: %s", name, exc)
+            else:
+                failures.clear(lock)
+                outcome = "changed" if changed else "not modified"
+                log.info("revalidated %s in the background: %s", name, outcome)
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""
@@ -579,17 +652,11 @@ class Proxy:
         page = self._upstream_page(project)
         dist = self._offered(page, filename)
         if dist is not None:
-            return dist
+            return dist  # listed on the cached page, stale or not: no revalidation first
         if page is not None and self.fresh_page(project, "json") is not None:
             self._not_offered(project, filename, page)  # a fresh page knows
         # Not cached, or a stale page may predate the file: ask upstream.
-        if page is None and self.cache.page_mtime(project) is not None:
-            self.refresh(project)  # pages cached but their upstream copy lost
-        else:
-            result = self.page(project, "json")
-            if result.outcome == "stale" and result.warning:
-                # We cannot tell whether the file exists: say why, not 404.
-                raise UpstreamUnavailable(result.warning)
+        self._revalidate_for_file(project)
         page = self._upstream_page(project)
         dist = self._offered(page, filename)
         if dist is None:
@@ -606,6 +673,41 @@ class Proxy:
         if reason is not None:
             raise FileWithheld(project, filename, reason)
         raise FileNotListed(project, filename)
+
+    def _revalidate_for_file(self, project: NormalizedName) -> None:
+        """Bring the page up to date for a file it may list: wait for the revalidation
+        in flight (bounded by ``timeout``) and use its result, or do one now.
+
+        Its result decides: a 404 when the fresh page does not list the file, a
+        502/504 only when the upstream really failed.
+        """
+        before = self.cache.page_mtime(project)
+        if before is None and self._negative.known_missing(project, self.clock()):
+            raise ProjectNotFound(project)
+        waiting_since = time.time()
+        lock = self._page_lock(project)
+        timeout = self.config.timeout
+        with self.cache.lock_within(lock, timeout) as held:
+            if not held:
+                raise UpstreamUnavailable(
+                    f"page of {project} still being revalidated after {timeout:g}s", timeout=True
+                )
+            snapshot = self.cache.snapshot(project)
+            if snapshot.complete and snapshot.mtime != before:
+                return  # revalidated while we waited: its result answers
+            if not snapshot.cached and self._negative.known_missing(project, self.clock()):
+                raise ProjectNotFound(project)
+            failures.check(lock, waiting_since, time.time())
+            try:
+                self._refresh_locked(project, snapshot)
+            except ProjectNotFound:
+                if not snapshot.cached:
+                    self._negative.remember(project, self.clock())
+                raise
+            except (UpstreamError, InsufficientStorage) as exc:
+                failures.record(lock, exc, time.time())
+                raise
+            failures.clear(lock)
 
     def _upstream_page(self, project: NormalizedName) -> ProjectPage | None:
         data = self.cache.read_upstream(project)

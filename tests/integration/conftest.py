@@ -56,6 +56,8 @@ class ProxyOptions:
     index_ttl: int = 300
     timeout: float = 10.0
     extra_config: str = ""  # appended to eggproxy's configuration file (e.g. sources)
+    workers: int | None = None  # processes of ``eggproxy serve``
+    apache_servers: int = 4  # Apache children started (and kept spare) up front
 
 
 class FrontEnd(Protocol):
@@ -148,6 +150,7 @@ def start_apache(
         index_ttl=options.index_ttl,
         timeout=options.timeout,
         extra_config=options.extra_config,
+        start_servers=options.apache_servers,
     )
     return _ApacheFrontEnd(server)
 

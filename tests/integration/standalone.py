@@ -194,6 +194,7 @@ def serve_front_end(request: Any, upstream_url: str, options: Any) -> Standalone
         index_ttl=options.index_ttl,
         timeout=options.timeout,
         extra_config=options.extra_config,
+        workers=getattr(options, "workers", None),
     )
 
 
@@ -275,12 +276,14 @@ def fetch_concurrently(url: str, clients: int) -> list[Fetch]:
 
 
 def leftovers(cache_dir: Path, project: str, filename: str) -> list[str]:
-    """Names in the project's cache directory about ``filename`` (lock files aside)."""
+    """Names in the project's cache directory about ``filename`` (locks, failure markers aside)."""
     directory = cache_dir / project
     if not directory.is_dir():
         return []
     return sorted(
-        p.name for p in directory.iterdir() if filename in p.name and not p.name.endswith(".lock")
+        p.name
+        for p in directory.iterdir()
+        if filename in p.name and not p.name.endswith((".lock", ".failed"))
     )
 
 

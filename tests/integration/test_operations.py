@@ -143,7 +143,7 @@ def test_metrics_count_a_scripted_sequence_across_workers(up: Upstream, tmp_path
         assert status["requests"]["total"] == 8
         assert status["requests"]["by_outcome"]["error"] == 1
         assert status["sources"][0]["errors"] == 1
-        assert status["sources"][0]["error"] == "upstream answered 503"
+        assert status["sources"][0]["error"] == 'upstream "upstream" answered 503'
         assert [e["what"] for e in status["recent_misses"]] == [f"demo-pkg/{WHEEL}", "demo-pkg"]
     # The counts outlive the server, for the textfile collector or a last look.
     printed = eggproxy(

@@ -15,7 +15,7 @@ WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 TIMEOUT = 60.0
 
 
-@pytest.mark.proxy_options(index_ttl=1)
+@pytest.mark.proxy_options(index_ttl=1, extra_config="stale_while_revalidate = 0\n")
 def test_a_removed_file_is_no_longer_listed_nor_served(proxy: FrontEnd, upstream: Upstream) -> None:
     page = proxy.url + "demo-pkg/"
     assert requests.get(page, timeout=TIMEOUT).status_code == 200

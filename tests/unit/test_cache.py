@@ -1,10 +1,11 @@
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
 from eggproxy.cache import Cache, Freshness, PageState, freshness, write_atomic
-from eggproxy.errors import ConfigError
+from eggproxy.errors import ConfigError, InsufficientStorage
 from eggproxy.names import NormalizedName
 
 P = NormalizedName("demo-pkg")
@@ -70,3 +71,48 @@ def test_try_lock(tmp_path: Path) -> None:
         assert not held
     with cache.try_lock(target) as held:
         assert held
+
+
+def test_lock_within_gives_up_after_its_limit(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    target = tmp_path / "demo-pkg" / "x.whl"
+    with cache.lock(target), cache.lock_within(target, 0.05) as held:
+        assert not held
+    with cache.lock_within(target, 0.05) as held:
+        assert held
+
+
+def test_a_full_disk_is_insufficient_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("eggproxy.cache.os.replace", full)
+    with pytest.raises(InsufficientStorage, match="disk full"):
+        write_atomic(tmp_path / "index.json", b"{}")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_a_page_write_cut_by_a_full_disk_drops_the_new_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(tmp_path)
+    real = write_atomic
+
+    def full_for_pages(path: Path, data: bytes, *, mtime: float | None = None) -> None:
+        if path.name.startswith("index."):
+            raise InsufficientStorage("cache disk full: cannot store index.html")
+        real(path, data, mtime=mtime)
+
+    monkeypatch.setattr("eggproxy.cache.write_atomic", full_for_pages)
+    with pytest.raises(InsufficientStorage):
+        cache.write_page(
+            P,
+            html=b"<html/>",
+            json_page=b"{}",
+            upstream=b"{}",
+            state=PageState(url="https://u/simple/demo-pkg/", etag='"new"'),
+            fetched=1000.0,
+        )
+    assert cache.read_state(P) is None  # a 304 against the new ETag cannot keep old pages

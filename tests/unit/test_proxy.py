@@ -71,7 +71,14 @@ def clock() -> Clock:
 
 @pytest.fixture
 def proxy(tmp_path: Path, adapter: FakeAdapter, clock: Clock) -> Proxy:
-    config = Config(cache_dir=tmp_path / "cache", index=INDEX, index_ttl=60)
+    # Blocking revalidation and no negative cache: their own tests turn them on.
+    config = Config(
+        cache_dir=tmp_path / "cache",
+        index=INDEX,
+        index_ttl=60,
+        stale_while_revalidate=0,
+        negative_ttl=0,
+    )
     proxy = Proxy(config, session=session_with(adapter), clock=clock)
     proxy.prepare()
     return proxy

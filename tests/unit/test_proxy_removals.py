@@ -49,6 +49,8 @@ class Clock:
 
 
 def _proxy(tmp_path: Path, adapter: FakeAdapter, clock: Clock, **settings: Any) -> Proxy:
+    # Revalidation in the request's own thread: what it changes is seen at once.
+    settings.setdefault("stale_while_revalidate", 0)
     config = Config(cache_dir=tmp_path / "cache", index=INDEX, index_ttl=60, **settings)
     proxy = Proxy(config, session=session_with(adapter), clock=clock)
     proxy.prepare()

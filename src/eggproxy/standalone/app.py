@@ -187,6 +187,8 @@ class App:
             headers.append(("warning", stale_warning(result.warning)))
         if result.source is not None:
             request.upstream = (result.source, result.upstream_seconds)
+        if result.age is not None:
+            headers.append(("age", str(result.age)))
         st = result.stat or result.path.stat()
         status, size = await self.files.send(request, result.path, st, headers)
         return status, size, result.outcome
@@ -220,7 +222,15 @@ class App:
         if result.stream is None:  # complete already (a fast or concurrent download)
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"
+        # A failure before the first byte is its own status (502/504/507), never a
+        # 200 cut short: granian answers 500 to a response without a body yet.
+        first = await self.files.first(result.stream)
+        if isinstance(first, BaseException):
+            return await self.error(request, error_reply(first)), 0, "error"
+        if first is None:  # empty, and verified
+            status, size = await self.files.send(request, result.path, result.path.stat(), headers)
+            return status, size, "miss"
         headers.append(("content-length", str(result.size)))
         await request.start(200, headers)
-        sent, complete = await self.files.pump(request, result.stream, result.path.name)
+        sent, complete = await self.files.pump(request, result.stream, result.path.name, first)
         return 200, sent, "miss" if complete else "aborted"

@@ -87,8 +87,24 @@ class FileSender:
     def close(self) -> None:
         self.stream_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def pump(self, request: Request, stream: Iterator[bytes], name: str) -> tuple[int, bool]:
-        """Send the stream's bytes after the response's start; return how many, and if whole.
+    async def first(self, stream: Iterator[bytes]) -> bytes | BaseException | None:
+        """The stream's first chunk, ``None`` if it is empty, or the error that ended it.
+
+        Taken before the response starts, so that a failure before the first
+        byte is answered with its own status.  (The stream is closed on error.)
+        """
+        loop = asyncio.get_running_loop()
+        chunk = await loop.run_in_executor(self.stream_pool, _next_chunk, stream)
+        if chunk is None or isinstance(chunk, BaseException):
+            await loop.run_in_executor(self.stream_pool, _close, stream)
+        return chunk
+
+    async def pump(
+        self, request: Request, stream: Iterator[bytes], name: str, first: bytes = b""
+    ) -> tuple[int, bool]:
+        """Send ``first``, then the stream's bytes, after the response's start.
+
+        Returns how many bytes were sent, and whether the stream was whole.
 
         Each ``send`` waits while the client is slower than the stream, so at
         most a chunk or two are held here.  Only a stream that ended normally
@@ -102,6 +118,9 @@ class FileSender:
         left = asyncio.ensure_future(_disconnected(request.receive))
         sent = 0
         try:
+            if first:
+                await request.send({"type": "http.response.body", "body": first, "more_body": True})
+                sent = len(first)
             while True:
                 chunk = await loop.run_in_executor(self.stream_pool, _next_chunk, stream)
                 if chunk is None:

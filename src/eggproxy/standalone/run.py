@@ -27,6 +27,7 @@ from typing import Final
 
 from eggproxy import __version__, logs, metrics
 from eggproxy.config import Config, config_from_mapping, load_config
+from eggproxy.diskspace import CHECK_INTERVAL
 from eggproxy.errors import CannotListen, ConfigError
 from eggproxy.loops import self_source, self_source_message
 from eggproxy.proxy import Proxy
@@ -95,6 +96,8 @@ def serve(
         # Every miss would ask ourselves again, until the workers run out.
         raise ConfigError(self_source_message(config, itself))
     check_address(config.bind)
+    # The cache first: a cache directory that cannot be written is named as such.
+    Proxy(config).prepare()
     if config.metrics:
         # Counts of a previous run would be added to ours: start from zero.
         try:
@@ -103,7 +106,7 @@ def serve(
         except OSError as exc:
             raise ConfigError(f"cannot prepare it: {exc.strerror}", key="metrics_dir") from None
     proxy = Proxy(config, metrics_dir=config.metrics_path if config.metrics else None)
-    proxy.prepare()
+    watch_disk(proxy)
     stop = threading.Event()
     chores = threading.Thread(
         target=_housekeeping, args=(config, proxy, stop), name="eggproxy-housekeeping", daemon=True
@@ -147,3 +150,32 @@ def serve(
         stop.set()
         proxy.close()
     return 0
+
+
+def watch_disk(proxy: Proxy, interval: float = CHECK_INTERVAL) -> threading.Thread:
+    """Warn now, and every ``interval`` while it stays so, when the cache disk is nearly full.
+
+    A daemon thread of the main process: one warning per check, however many workers.
+    """
+
+    def check() -> None:
+        space = proxy.disk_free()
+        if space.low:
+            log.warning(
+                "cache disk nearly full: %s in %s; misses fail with 507 once it is full",
+                space.line(),
+                proxy.config.cache_dir,
+            )
+
+    def run() -> None:
+        while not stop.wait(interval):
+            try:
+                check()
+            except OSError as exc:
+                log.warning("cannot check the cache disk: %s", exc)
+
+    stop = threading.Event()
+    check()
+    thread = threading.Thread(target=run, name="eggproxy-disk", daemon=True)
+    thread.start()
+    return thread
