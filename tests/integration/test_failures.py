@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import pytest
 import requests
+from conftest import skip_behind_nginx
 from tests.integration.standalone import StandaloneServer, start_serve, wait_until
 from tests.integration.upstream import Upstream
 
@@ -80,6 +81,7 @@ def one_line(response: requests.Response) -> bool:
 def test_unlisted_file_waits_for_the_revalidation_in_flight(
     proxy: FrontEnd, upstream: Upstream
 ) -> None:
+    skip_behind_nginx(proxy, "the test ages the page on disk")
     assert get(proxy.url + "demo-pkg/").status_code == 200
     age_page(proxy.cache_dir, "demo-pkg", 120)
     upstream.delay_pages = 3.0
@@ -132,6 +134,7 @@ def test_waiters_share_one_failed_download(proxy: FrontEnd, upstream: Upstream) 
 @JSON_ONLY
 @pytest.mark.proxy_options(workers=2, timeout=20, apache_servers=CLIENTS + 4)
 def test_waiters_share_one_failed_page_fetch(proxy: FrontEnd, upstream: Upstream) -> None:
+    skip_behind_nginx(proxy, "the test ages the page on disk")
     warm_up(proxy)
     upstream.delay_pages = 6.0  # every client is waiting before the fetch fails
     upstream.malformed.add("dep-pkg")
