@@ -1,4 +1,4 @@
-"""Command line: ``eggproxy serve|update|config`` and the 2008 ``eggproxy_update``."""
+"""Command line: ``eggproxy serve|update|audit|config`` and the 2008 ``eggproxy_update``."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
 
+    audit_parser = commands.add_parser(
+        "audit",
+        help="list cached files that the blocklist or deny now names (for cron)",
+        description="Read the blocklist folder afresh and list the cached files (offered or "
+        "withheld) that an OSV record or a deny entry names, one 'PROJECT FILE RECORD' line "
+        "each. Exits 1 if any is found and not purged.",
+    )
+    _config_option(audit_parser)
+    audit_parser.add_argument(
+        "--purge", action="store_true", help="delete those files from the cache"
+    )
+
     config_parser = commands.add_parser(
         "config",
         help="print the configuration in effect",
@@ -112,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         proxy = Proxy(config)
         proxy.prepare()
+        if args.command == "audit":
+            return _audit(proxy, purge=args.purge)
         max_age = None if args.max_age is None else args.max_age * 3600
         summary = update(proxy, max_age_seconds=max_age)
     except ConfigError as exc:
@@ -119,6 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+def _audit(proxy: Proxy, *, purge: bool) -> int:
+    if proxy.policy.blocklist is None and not proxy.config.deny:
+        print("eggproxy: audit needs blocklist or deny in the configuration", file=sys.stderr)
+        return 2
+    found = proxy.audit(purge=purge)
+    for project, filename, record in found:
+        print(f"{project} {filename} {record}")
+    done = "purged" if purge else "affected"
+    print(f"audit: {len(found)} cached file(s) {done}")
+    return 1 if found and not purge else 0
 
 
 def update_main(argv: Sequence[str] | None = None) -> int:
