@@ -97,7 +97,7 @@ class Blocklist:
             log.warning("blocklist %s: %d unreadable record file(s) skipped", self.folder, broken)
         old = self.records
         changed = {n for n in set(old) | set(records) if old.get(n) != records.get(n)}
-        self.records, self._stamp = records, stamp
+        self.records, self._stamp, self._checked = records, stamp, self.clock()
         self.fingerprint = _fingerprint(records)
         log.info(
             "blocklist %s: %d record(s) on %d project(s)",
