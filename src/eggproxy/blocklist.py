@@ -107,6 +107,10 @@ class Blocklist:
         )
         return changed
 
+    def due(self) -> bool:
+        """Whether the folder should be looked at again (a clock read, no I/O)."""
+        return self.clock() - self._checked >= CHECK_INTERVAL
+
     def reload_if_changed(self) -> set[NormalizedName] | None:
         """Reload if the folder changed (looked at every ``CHECK_INTERVAL`` at most).
 

@@ -355,6 +355,11 @@ class Proxy:
             log.warning("blocklist changed: rendered %d cached page(s) again", len(affected))
         return len(affected)
 
+    def policy_check_due(self) -> bool:
+        """Whether :meth:`check_policy` would look at the blocklist folder now (no I/O)."""
+        blocklist = self.policy.blocklist
+        return blocklist is not None and blocklist.due()
+
     def audit(self, purge: bool = False) -> list[tuple[NormalizedName, str, str]]:
         """Cached files a deny entry or blocklist record names: (project, file, record).
 

@@ -138,6 +138,10 @@ class App:
         if request.method not in ("GET", "HEAD"):
             status = await self.error(request, METHOD_NOT_ALLOWED, [("allow", ALLOWED_METHODS)])
             return status, 0, "-"
+        if self.proxy.policy_check_due():
+            # At most every few seconds one request takes the executor hop, so the
+            # next request after a new record, hit or miss, is answered by it.
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.proxy.check_policy)
         target = self.route(request.path)
         if isinstance(target, EggproxyError):
             return await self.error(request, error_reply(target)), 0, "-"
