@@ -123,7 +123,11 @@ class Proxy:
         if self.policy.blocklist is not None:
             self.policy.blocklist.load()
         fingerprint = self.policy.fingerprint()
-        if self.cache.read_policy() != fingerprint:
+        recorded = self.cache.read_policy()
+        if recorded is None and not self.policy.timed:
+            # Pages rendered before fingerprints were kept, with the rules of then.
+            self.cache.write_policy(fingerprint)
+        elif recorded != fingerprint:
             projects = self.cache.cached_projects()
             for project in projects:
                 self._rerender_now(project)
@@ -219,7 +223,10 @@ class Proxy:
             log.warning("serving stale page of %s: %s", project or "root", exc)
             return PageResult(self.cache.page_path(project, fmt), "stale", 0, warning=str(exc))
         outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
-        return PageResult(self.cache.page_path(project, fmt), outcome, self.config.index_ttl)
+        # Less than the TTL when a held file is due sooner (see _stamp).
+        mtime = self.cache.page_mtime(project)
+        left = self.config.index_ttl - (self.clock() - mtime) if mtime else self.config.index_ttl
+        return PageResult(self.cache.page_path(project, fmt), outcome, max(0, int(left)))
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""
@@ -311,8 +318,9 @@ class Proxy:
         if page is None:
             return None
         now = self.clock()
-        if fetched is None:
-            fetched = state.fetched if state is not None and state.fetched else now
+        if fetched is None:  # pages cached before the fetch time was kept: their mtime
+            fetched = state.fetched if state is not None and state.fetched else None
+            fetched = fetched or self.cache.page_mtime(project) or now
         view = self._view(project, page)
         stamp = self._stamp(fetched, view)
         self.cache.write_page(
