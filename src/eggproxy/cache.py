@@ -76,6 +76,8 @@ class PageState:
     # When the page was last fetched or revalidated.  The pages' mtime is this,
     # or earlier when a held file is offered before the TTL runs out (policy).
     fetched: float | None = None
+    # When the pages' mtime was set earlier than ``fetched``: the hold ending then.
+    held_until: float | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -90,6 +92,7 @@ class PageState:
             gone_since=raw.get("gone_since"),
             last_modified=raw.get("last_modified"),
             fetched=raw.get("fetched"),
+            held_until=raw.get("held_until"),
         )
 
 

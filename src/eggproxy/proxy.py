@@ -294,6 +294,10 @@ class Proxy:
         state = snapshot.state
         if not snapshot.complete or state is None or state.fetched is None:
             return False
+        if state.held_until is None or snapshot.mtime is None:
+            return False
+        if abs(snapshot.mtime - (state.held_until - self.config.index_ttl)) > 1:
+            return False  # the pages' time was changed since (revalidated, aged)
         if self.clock() - state.fetched >= self.config.index_ttl:
             return False
         return not any(s.changed_since(state.fetched) for s in self._local)
@@ -323,12 +327,13 @@ class Proxy:
             fetched = fetched or self.cache.page_mtime(project) or now
         view = self._view(project, page)
         stamp = self._stamp(fetched, view)
+        held_until = _held_until(fetched, stamp, self.config.index_ttl)
         self.cache.write_page(
             project,
             html=project_html(view.page),
             json_page=project_json_bytes(view.page),
             upstream=None,
-            state=state or PageState(url="", fetched=fetched),
+            state=replace(state or PageState(url=""), fetched=fetched, held_until=held_until),
             fetched=stamp,
         )
         return max(0, int(self.config.index_ttl - (now - stamp)))
@@ -425,6 +430,7 @@ class Proxy:
             serial=fetched.serial,
             last_modified=fetched.last_modified,
             fetched=started,
+            held_until=_held_until(started, stamp, self.config.index_ttl),
         )
         self.cache.write_page(
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=stamp
@@ -668,6 +674,11 @@ class Proxy:
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None
+
+
+def _held_until(fetched: float, stamp: float, ttl: float) -> float | None:
+    """When the pages turn stale for a hold, if that is before the TTL ends."""
+    return stamp + ttl if stamp < fetched else None
 
 
 def _first_seen(

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,15 @@ def test_provenance_is_served_beside_the_file_and_cached(
     assert path.read_bytes() == b'{"version": 1}'
     assert proxy.file(P, OLD + ".provenance") == path
     assert adapter.calls[url] == 1
+
+
+def test_a_page_stale_for_its_age_is_revalidated_not_just_rendered(
+    tmp_path: Path, adapter: FakeAdapter
+) -> None:
+    clock = Clock()
+    proxy = _proxy(tmp_path, adapter, clock, min_release_age=7 * DAY)
+    proxy.page(P, "json")
+    for name in ("index.json", "index.html"):  # as if fetched two TTLs ago
+        os.utime(tmp_path / "cache" / "demo-pkg" / name, (START - 2 * TTL, START - 2 * TTL))
+    assert proxy.page(P, "json").outcome in ("miss", "revalidated")
+    assert adapter.calls[PAGE] == 2
