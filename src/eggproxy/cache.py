@@ -6,6 +6,7 @@ The URL space is the disk, so a static web server can answer every hit::
       .eggproxy-layout        layout version ("1"); checked at start
       index.html index.json   the root page, both formats (mtime = fetch time)
       .state.json             where the root page came from (ETag, serial, URL)
+      .policy                 fingerprint of the policy the pages were rendered with
       <project>/              PEP 503 normalised name
         index.html            PEP 503 page, relative links  (mtime = fetch time)
         index.json            PEP 691 page, relative links  (mtime = fetch time)
@@ -13,6 +14,7 @@ The URL space is the disk, so a static web server can answer every hit::
         .upstream.json        the page as the upstream gave it (absolute URLs)
         <file>                a verified distribution file, immutable
         <file>.metadata       its PEP 658 core metadata, verified
+        <file>.provenance     its PEP 740 provenance object (no declared hash)
         .withheld/<file>      a verified file no longer offered (removed upstream,
                               project quarantined): out of the URL space, kept
         .<name>.lock          flock(2) lock coordinating processes
@@ -45,7 +47,7 @@ from typing import Any, Final
 
 from eggproxy.errors import ConfigError, InsufficientStorage
 from eggproxy.mediatypes import FORMATS, Format
-from eggproxy.names import NormalizedName
+from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ LAYOUT_MARKER: Final = ".eggproxy-layout"
 STATE: Final = ".state.json"
 UPSTREAM: Final = ".upstream.json"
 WITHHELD: Final = ".withheld"
+POLICY: Final = ".policy"
 PAGE_FILES: Final[dict[Format, str]] = {"html": "index.html", "json": "index.json"}
 _DISK_FULL: Final = (errno.ENOSPC, errno.EDQUOT)
 _LOCK_POLL: Final = 0.02  # seconds between tries of a lock taken with a time limit
@@ -79,6 +82,11 @@ class PageState:
     # sha256 of the page as stored: equal bytes mean "unchanged" even when the
     # upstream sends no ETag, and the page is not rewritten.
     digest: str | None = None
+    # When the page was last fetched or revalidated.  The pages' mtime is this,
+    # or earlier when a held file is offered before the TTL runs out (policy).
+    fetched: float | None = None
+    # When the pages' mtime was set earlier than ``fetched``: the hold ending then.
+    held_until: float | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -93,6 +101,8 @@ class PageState:
             gone_since=raw.get("gone_since"),
             last_modified=raw.get("last_modified"),
             digest=raw.get("digest"),
+            fetched=raw.get("fetched"),
+            held_until=raw.get("held_until"),
         )
 
 
@@ -281,7 +291,7 @@ class Cache:
         """Move cached files out of the URL space (a static server no longer sees them)."""
         moved = []
         for filename in filenames:
-            for name in (filename, filename + ".metadata"):
+            for name in companions(filename):
                 source = self.file_path(project, name)
                 if not source.exists():
                     continue
@@ -296,12 +306,39 @@ class Cache:
         """Put withheld files back in place (offered again)."""
         restored = []
         for filename in filenames:
-            for name in (filename, filename + ".metadata"):
+            for name in companions(filename):
                 source = self.withheld_path(project, name)
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(source, self.file_path(project, name))
                     restored.append(name)
         return restored
+
+    def withheld_files(self, project: NormalizedName) -> list[str]:
+        """Names of the files moved out of the URL space."""
+        try:
+            return sorted(p.name for p in (self.root / project / WITHHELD).iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove_file(self, project: NormalizedName, filename: str) -> list[str]:
+        """Delete a cached file and its companions, offered or withheld."""
+        removed = []
+        for name in companions(filename):
+            for path in (self.file_path(project, name), self.withheld_path(project, name)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(name)
+        return removed
+
+    def read_policy(self) -> str | None:
+        """The fingerprint of the policy the cached pages were rendered with."""
+        try:
+            return (self.root / POLICY).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def write_policy(self, fingerprint: str) -> None:
+        write_atomic(self.root / POLICY, fingerprint.encode() + b"\n")
 
     def is_withheld(self, project: NormalizedName, filename: str) -> bool:
         return self.withheld_path(project, filename).exists()
@@ -407,6 +444,11 @@ def disk_full(exc: OSError, what: str) -> InsufficientStorage | None:
     if exc.errno not in _DISK_FULL:
         return None
     return InsufficientStorage(f"cache disk full: cannot store {what}")
+
+
+def companions(filename: str) -> tuple[str, str, str]:
+    """A file and what is served beside it (PEP 658 metadata, PEP 740 provenance)."""
+    return (filename, filename + METADATA_SUFFIX, filename + PROVENANCE_SUFFIX)
 
 
 def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``eggproxy serve|update|config|deploy|prefetch|export|import``."""
+"""Command line: ``eggproxy serve|update|audit|config|deploy|prefetch|export|import``."""
 
 from __future__ import annotations
 
@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
+    )
+
+    audit_parser = commands.add_parser(
+        "audit",
+        help="list cached files that the blocklist or deny now names (for cron)",
+        description="Read the blocklist folder afresh and list the cached files (offered or "
+        "withheld) that an OSV record or a deny entry names, one 'PROJECT FILE RECORD' line "
+        "each. Exits 1 if any is found and not purged.",
+    )
+    _config_option(audit_parser)
+    audit_parser.add_argument(
+        "--purge", action="store_true", help="delete those files from the cache"
     )
 
     config_parser = commands.add_parser(
@@ -173,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command in offline.COMMANDS:
             return offline.run(args, config)
+        if args.command == "audit":
+            proxy = Proxy(config)
+            proxy.prepare()
+            return _audit(proxy, purge=args.purge)
         return _update(config, args)
     except ConfigError as exc:
         print(f"eggproxy: configuration error: {exc}", file=sys.stderr)
@@ -200,6 +216,18 @@ def _update(config: Config, args: argparse.Namespace) -> int:
     if summary.failed or not args.quiet:
         print(summary.line())
     return 1 if summary.failed else 0
+
+
+def _audit(proxy: Proxy, *, purge: bool) -> int:
+    if proxy.policy.blocklist is None and not proxy.config.deny:
+        print("eggproxy: audit needs blocklist or deny in the configuration", file=sys.stderr)
+        return 2
+    found = proxy.audit(purge=purge)
+    for project, filename, record in found:
+        print(f"{project} {filename} {record}")
+    done = "purged" if purge else "affected"
+    print(f"audit: {len(found)} cached file(s) {done}")
+    return 1 if found and not purge else 0
 
 
 def update_main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,8 @@ class SourceConfig:
     mode: SourceMode = SourceMode.FIRST
     # Projects this source provides even when an earlier source has them.
     allow: frozenset[str] = frozenset()
+    # Seconds a new file of this source is held back (None: the [eggproxy] value).
+    min_release_age: float | None = None
 
     @property
     def is_local(self) -> bool:
@@ -91,6 +93,11 @@ class Config:
     update_retries: int = 2  # retries of a page on 5xx or a timeout, with backoff
     path: Path | None = None  # the file it was read from, if any
     sources: tuple[SourceConfig, ...] = ()  # [source:*] sections, in file order
+    # Supply-chain guard (eggproxy.policy): applied when answering, never when storing.
+    min_release_age: float = 0.0  # seconds a new file is held back (0: off)
+    min_release_age_exempt: frozenset[str] = frozenset()  # normalised project names
+    blocklist: Path | None = None  # a folder of OSV records (malicious packages)
+    deny: tuple[tuple[str, str | None], ...] = ()  # (normalised name, version or None)
     # Operating it (docs/decisions/0010): metrics, cache limit, access log format.
     metrics: bool = True  # count requests (eggproxy serve's /metrics and /+status)
     metrics_dir: Path | None = None  # prometheus multiprocess directory; serve's default below
@@ -263,7 +270,7 @@ def load_config(
         raise
 
 
-_SOURCE_KEYS: Final = ("url", "path", "username", "password", "mode", "allow")
+_SOURCE_KEYS: Final = ("url", "path", "username", "password", "mode", "allow", "min_release_age")
 
 
 def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
@@ -301,7 +308,14 @@ def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
     allow = frozenset(
         canonicalize_name(item) for item in values.get("allow", "").replace(",", " ").split()
     )
+    age = values.get("min_release_age")
+    try:
+        min_age = None if age is None else parse_duration("min_release_age", age)
+    except ConfigError as exc:
+        exc.section = section
+        raise
     return SourceConfig(
+        min_release_age=min_age,
         name=name,
         url=url or None,
         path=folder,
@@ -427,6 +441,21 @@ def parse_duration(key: str, value: str) -> float:
     return seconds
 
 
+def _parse_names(key: str, value: str) -> frozenset[str]:
+    return frozenset(canonicalize_name(item) for item in value.replace(",", " ").split())
+
+
+def _parse_deny(key: str, value: str) -> tuple[tuple[str, str | None], ...]:
+    """``NAME`` or ``NAME==VERSION`` items, separated by spaces, commas or lines."""
+    items = []
+    for item in value.replace(",", " ").split():
+        name, sep, version = item.partition("==")
+        if not name or (sep and not version) or any(c in name for c in "<>=!~;"):
+            raise ConfigError(f"expected NAME or NAME==VERSION, got {item!r}", key=key)
+        items.append((canonicalize_name(name), version or None))
+    return tuple(items)
+
+
 def _parse_bind(key: str, value: str) -> str:
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -481,4 +510,8 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "max_cache_size": parse_size,
     "prune_interval": _number(float, 0.1),
     "access_log": _parse_access_log,
+    "min_release_age": parse_duration,
+    "min_release_age_exempt": _parse_names,
+    "blocklist": _parse_path,
+    "deny": _parse_deny,
 }

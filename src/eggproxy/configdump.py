@@ -37,6 +37,10 @@ def format_value(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, enum.Enum):
         return str(value.value)
+    if isinstance(value, frozenset):  # names: space-separated
+        return " ".join(sorted(value))
+    if isinstance(value, tuple):  # deny: NAME or NAME==VERSION
+        return " ".join(f"{n}=={v}" if v else str(n) for n, v in value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -13,6 +13,9 @@
     │   ├── ProjectNotFound    the upstream does not know the project
     │   ├── FileNotListed      the project's page does not list that file
     │   └── FileWithheld       cached, but no longer offered (removed upstream, quarantined)
+    │       └── FileHeld       not offered yet: released less than min_release_age ago
+    ├── Forbidden              refused on purpose (403)
+    │   └── FileBlocked        a deny entry or an OSV record of the blocklist names it
     └── UpstreamError          the upstream failed us (502)
         ├── UpstreamUnavailable  down, refused, timed out or 5xx (504/502)
         ├── MalformedPage        a page we cannot parse
@@ -29,6 +32,8 @@ class EggproxyError(Exception):
     """Base class of every error eggproxy raises on purpose."""
 
     status = 500
+    # What the access log marks an answer to this error with (issue 11: held, blocked).
+    mark = "error"
 
 
 class ConfigError(EggproxyError):
@@ -133,6 +138,35 @@ class FileWithheld(NotFound):
         self.filename = filename
         self.reason = reason
         super().__init__(f"{filename} of {project} is not offered: {reason}")
+
+
+class FileHeld(FileWithheld):
+    """A file released less than ``min_release_age`` ago: offered from ``until`` on."""
+
+    mark = "held"
+
+    def __init__(self, project: str, filename: str, reason: str, until: float) -> None:
+        self.until = until
+        super().__init__(project, filename, reason)
+
+
+class Forbidden(EggproxyError):
+    """Refused on purpose."""
+
+    status = 403
+
+
+class FileBlocked(Forbidden):
+    """A file a deny entry or an OSV record names: never served, cached or not."""
+
+    mark = "blocked"
+
+    def __init__(self, project: str, filename: str, reason: str, record: str) -> None:
+        self.project = project
+        self.filename = filename
+        self.reason = reason
+        self.record = record
+        super().__init__(f"{filename} of {project} is {reason}")
 
 
 class UpstreamError(EggproxyError):

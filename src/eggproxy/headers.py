@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 from typing import Final
 
-from eggproxy.names import METADATA_SUFFIX
+from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX
 
 # Files never change once cached: a shared cache may keep them for a year.
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -29,6 +29,8 @@ def file_content_type(filename: str) -> str:
     """The Content-Type of a cached file (PEP 658 metadata is plain text)."""
     if filename.endswith(METADATA_SUFFIX):
         return "text/plain; charset=utf-8"
+    if filename.endswith(PROVENANCE_SUFFIX):  # PEP 740: a JSON provenance object
+        return "application/json"
     for suffix, content_type in _TYPES.items():
         if filename.endswith(suffix):
             return content_type

@@ -39,6 +39,16 @@ class DistFile:
     source: str | None = None  # the configured source that listed it
     # When the upstream stopped listing it (ISO 8601); kept while it is cached.
     removed: str | None = None
+    # PEP 740: the URL of its provenance object (absolute upstream URL), if any.
+    provenance: str | None = None
+    # When eggproxy first saw it (ISO 8601): the release time of a file whose
+    # source gives no upload time, so that lacking a date never lets it pass.
+    first_seen: str | None = None
+
+    @property
+    def released(self) -> str | None:
+        """When it was released, as far as eggproxy can tell."""
+        return self.upload_time or self.first_seen
 
     @property
     def metadata_url(self) -> str:
@@ -59,6 +69,10 @@ class ProjectPage:
     sources: tuple[str, ...] = ()  # the configured source(s) that provided the page
     status: ProjectStatus | None = None  # PEP 792; None: no marker given
     status_reason: str | None = None  # PEP 792, free text for people
+    # Offered pages only (eggproxy.policy): files each rule removed, and when
+    # the next held file will be listed (ISO 8601).
+    withheld: tuple[tuple[str, int], ...] = ()
+    next_release: str | None = None
 
     def file(self, filename: str) -> DistFile | None:
         """Return the file called ``filename``, if the page lists it."""

@@ -136,7 +136,7 @@ def fixup(req: Any) -> int:
         log.error("configuration error: %s", exc)
         return _error(req, ErrorReply(500, "eggproxy is misconfigured; see the error log"))
     except EggproxyError as exc:
-        return _error(req, error_reply(exc))
+        return _error(req, error_reply(exc), exc.mark)
     except Exception:
         log.exception("unexpected error for %s", req.uri)
         return _error(req, ErrorReply(500, "internal error"))
@@ -158,8 +158,10 @@ def _served(
     proxy.served(target, outcome, size)
 
 
-def _error(req: Any, reply: ErrorReply) -> int:
+def _error(req: Any, reply: ErrorReply, mark: str = "error") -> int:
     reply.log(log, req.method, req.unparsed_uri)
+    # For the access log: LogFormat "... %{eggproxy}n" shows held / blocked.
+    req.notes["eggproxy"] = mark
     req.status = reply.status
     req.content_type = "text/plain; charset=utf-8"
     body = reply.body

@@ -27,6 +27,7 @@ from eggproxy.errors import InvalidName
 
 __all__ = [
     "METADATA_SUFFIX",
+    "PROVENANCE_SUFFIX",
     "DistKind",
     "NormalizedName",
     "dist_kind",
@@ -40,6 +41,8 @@ MAX_PROJECT_LENGTH: Final = 200
 MAX_FILENAME_LENGTH: Final = 255
 # PEP 658: the core metadata of a file is served at the file's URL plus this.
 METADATA_SUFFIX: Final = ".metadata"
+# PEP 740: eggproxy serves a file's provenance object beside it, under this suffix.
+PROVENANCE_SUFFIX: Final = ".provenance"
 
 # Characters seen in real distribution file names (wheels, sdists, eggs and
 # the legacy bdist formats); anything else is refused before it nears a path.
@@ -130,14 +133,14 @@ def dist_version(filename: str) -> str | None:
 
 
 def validate_filename(filename: str) -> str:
-    """Return ``filename`` if it is a safe distribution (or PEP 658 metadata) name.
+    """Return ``filename`` if it is a safe distribution (or PEP 658/740 companion) name.
 
     Refuses path separators, dot segments, NUL bytes, over-long names and
     anything that is not a distribution file name.
     """
     if len(filename) > MAX_FILENAME_LENGTH or not _SAFE_FILENAME.fullmatch(filename):
         raise InvalidName("file", filename)
-    base = filename.removesuffix(METADATA_SUFFIX)
+    base = filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX)
     if dist_kind(base) is None:
         raise InvalidName("file", filename)
     return filename

@@ -103,6 +103,7 @@ def project_from_html(text: str, base_url: str, name: str) -> ProjectPage:
         # PEP 714: data-core-metadata is the name; data-dist-info-metadata the old one.
         metadata = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
         gpg = attrs.get("data-gpg-sig")
+        provenance = attrs.get("data-provenance")  # PEP 740
         files.append(
             DistFile(
                 filename=filename,
@@ -112,6 +113,7 @@ def project_from_html(text: str, base_url: str, name: str) -> ProjectPage:
                 yanked=yanked,
                 core_metadata=_metadata_attr(metadata),
                 gpg_sig=None if gpg is None else gpg.lower() == "true",
+                provenance=urljoin(base, provenance) if provenance else None,
             )
         )
     meta = collector.meta
@@ -300,6 +302,8 @@ def _json_file(item: Any, base_url: str) -> DistFile:
         raise MalformedPage(f"{filename}: size is not a count of bytes")
     gpg = item.get("gpg-sig")
     upload_time = item.get("upload-time")
+    provenance = item.get("provenance")  # PEP 740: a URL or null
+    first_seen = item.get("_first-seen")
     return DistFile(
         filename=filename,
         url=urldefrag(urljoin(base_url, url))[0],
@@ -313,6 +317,8 @@ def _json_file(item: Any, base_url: str) -> DistFile:
         upload_time=upload_time if isinstance(upload_time, str) else None,
         source=item["_source"] if isinstance(item.get("_source"), str) else None,
         removed=item["_removed"] if isinstance(item.get("_removed"), str) else None,
+        provenance=urljoin(base_url, provenance) if isinstance(provenance, str) else None,
+        first_seen=first_seen if isinstance(first_seen, str) else None,
     )
 
 

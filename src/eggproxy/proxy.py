@@ -16,7 +16,9 @@ import functools
 import hashlib
 import logging
 import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,12 +30,15 @@ from packaging.utils import canonicalize_name
 
 from eggproxy import __version__, failures, loops
 from eggproxy.background import Background
+from eggproxy.blocklist import Blocklist
 from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.diskspace import DiskSpace, disk_space
 from eggproxy.download import Downloader, Wanted
 from eggproxy.errors import (
     EggproxyError,
+    FileBlocked,
+    FileHeld,
     FileNotListed,
     FileWithheld,
     InsufficientStorage,
@@ -46,10 +51,10 @@ from eggproxy.inventory import Inventory, scan
 from eggproxy.mediatypes import Format
 from eggproxy.metrics import OUTCOMES, CacheUsage, Kind, Metrics, NullMetrics, Served
 from eggproxy.model import DistFile, ProjectPage
-from eggproxy.names import METADATA_SUFFIX, NormalizedName
+from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
 from eggproxy.negative import NegativeCache
 from eggproxy.parse import iter_index_json, project_from_json
-from eggproxy.policy import offered, withheld_reason
+from eggproxy.policy import Policy, View, Withheld, iso, offered
 from eggproxy.prune import PruneReport, prune
 from eggproxy.render import index_pages, project_html, project_json_bytes
 from eggproxy.routes import FileRoute, Redirect, Route
@@ -65,7 +70,8 @@ USAGE_MAX_AGE = 10.0  # seconds a measured cache size is reused by scrapes and t
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["hit", "miss", "revalidated", "stale"]
+# "rendered": fresh, but rendered again from the stored copy (a hold ended, the policy changed).
+Outcome = Literal["hit", "miss", "revalidated", "stale", "rendered"]
 # A cached page and its fetch time, as ``eggproxy export`` and ``import`` see it.
 CachedPage = tuple[ProjectPage, float]
 
@@ -142,13 +148,35 @@ class Proxy:
         self._measured: tuple[float, Inventory] | None = None
         self._negative = NegativeCache(self.cache.root, config.negative_ttl)
         self._background = Background()
+        blocklist = Blocklist(config.blocklist) if config.blocklist is not None else None
+        self.policy = Policy(config, blocklist, clock)
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
 
     def prepare(self) -> None:
-        """Create or check the cache directory and clean what a crash left."""
+        """Create or check the cache directory and clean what a crash left.
+
+        Also renders every cached page again (from its stored copy, without
+        asking upstream) when the policy changed since they were rendered.
+        """
         self.cache.prepare()
         removed = self.cache.clean_partials()
         if removed:
             log.info("removed %d leftover partial files", removed)
+        if self.policy.blocklist is not None:
+            self.policy.blocklist.load()
+        fingerprint = self.policy.fingerprint()
+        recorded = self.cache.read_policy()
+        if recorded is None and not self.policy.timed:
+            # Pages rendered before fingerprints were kept, with the rules of then.
+            self.cache.write_policy(fingerprint)
+        elif recorded != fingerprint:
+            projects = self.cache.cached_projects()
+            for project in projects:
+                self._rerender_now(project)
+            self.cache.write_policy(fingerprint)
+            if projects:
+                log.info("policy changed: rendered %d cached page(s) again", len(projects))
 
     def is_loop(self, via: str | None) -> bool:
         """Whether a request with this ``Via`` header came through this eggproxy already.
@@ -320,11 +348,17 @@ class Proxy:
         stale page is served with a warning, because the cache is most
         valuable when the link is bad.
         """
+        self.check_policy()
         fresh, mtime = self._lookup(project, fmt)
         if fresh is not None:
             return fresh
         if mtime is None:
             return self._fetch_page(project, fmt)
+        if project is not None and self._only_policy_stale(self.cache.snapshot(project)):
+            # A hold ended before the TTL did: rendering it again asks no upstream.
+            with self.cache.try_lock(self._page_lock(project)) as held:
+                if held:
+                    return self._page_locked(project, fmt)
         path = self.cache.page_path(project, fmt)
         age = self.clock() - mtime
         ttl, window = self.config.index_ttl, self.config.stale_while_revalidate
@@ -357,6 +391,11 @@ class Proxy:
             return fresh
         lock = self._page_lock(project)
         snapshot = self.cache.snapshot(project)
+        if project is not None and self._only_policy_stale(snapshot):
+            # A hold ended before the TTL did: render again, without asking upstream.
+            max_age = self._rerender(project, snapshot.state)
+            if max_age is not None:
+                return PageResult(self.cache.page_path(project, fmt), "rendered", max_age)
         started = time.perf_counter()
         source = self._page_source()
         if not snapshot.cached and waiting_since is not None:
@@ -388,8 +427,11 @@ class Proxy:
         failures.clear(lock)
         outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
         seconds = time.perf_counter() - started
+        # Less than the TTL when a held file is due sooner (see _stamp).
+        mtime = self.cache.page_mtime(project)
+        left = self.config.index_ttl - (self.clock() - mtime) if mtime else self.config.index_ttl
         path = self.cache.page_path(project, fmt)
-        return PageResult(path, outcome, self.config.index_ttl, None, None, source, seconds)
+        return PageResult(path, outcome, max(0, int(left)), None, None, source, seconds)
 
     def _page_source(self) -> str:
         """The source a page is asked of (the first; several when aggregating)."""
@@ -409,6 +451,9 @@ class Proxy:
             snapshot = self.cache.snapshot(project)
             if freshness(snapshot.mtime, self.config.index_ttl, self.clock()) is Freshness.FRESH:
                 return  # revalidated meanwhile by another process
+            if project is not None and self._only_policy_stale(snapshot):
+                self._rerender(project, snapshot.state)  # a hold ended: no upstream needed
+                return
             name = project or "root page"
             try:
                 changed = self._refresh_locked(project, snapshot)
@@ -446,16 +491,160 @@ class Proxy:
                 self._gone(project, old, started)
             raise
         if fetched.page is None:  # 304 Not Modified
-            self.cache.touch_page(project, started)
+            self._revalidated(project, started)
             return False
         _check_serial(old, fetched.serial, fetched.url)
-        page = self._keep_removed(project, fetched.page, old)
-        view = offered(page, self.config)
-        # Files not offered leave the URL space before the page stops listing them.
-        self._place_files(project, page, view)
-        html, json_page = project_html(view), project_json_bytes(view)
+        previous = self._upstream_page(project) if old.has_upstream else None
+        page = self._keep_removed(project, fetched.page, previous)
+        page = _first_seen(page, previous, old.mtime if previous is not None else None, started)
+        view = self._view(project, page)
+        html, json_page = project_html(view.page), project_json_bytes(view.page)
         upstream = project_json_bytes(page, relative=False)
-        return self._write(project, html, json_page, upstream, fetched, old, started)
+        stamp = self._stamp(started, view)
+        return self._write(project, html, json_page, upstream, fetched, old, started, stamp)
+
+    def _view(self, project: NormalizedName, page: ProjectPage) -> View:
+        """What the policy offers of ``page`` now; files not offered leave the URL space."""
+        view = self.policy.view(page)
+        # Before the page stops listing them (a static server in front sees the disk).
+        self._place_files(project, page, view.page)
+        return view
+
+    def _stamp(self, fetched: float, view: View) -> float:
+        """The pages' mtime: fresh until the TTL ends or the next held file is due.
+
+        A page hit stays one ``stat``: a page whose next hold ends within its
+        TTL gets an earlier mtime, so it turns stale exactly when the hold
+        ends, and is then rendered again from the stored copy.
+        """
+        if view.next_release is None:
+            return fetched
+        return min(fetched, view.next_release - self.config.index_ttl)
+
+    def _only_policy_stale(self, snapshot: Snapshot) -> bool:
+        """Stale only because a hold ended: the last fetch is still within the TTL."""
+        state = snapshot.state
+        if not snapshot.complete or state is None or state.fetched is None:
+            return False
+        if state.held_until is None or snapshot.mtime is None:
+            return False
+        if abs(snapshot.mtime - (state.held_until - self.config.index_ttl)) > 1:
+            return False  # the pages' time was changed since (revalidated, aged)
+        if self.clock() - state.fetched >= self.config.index_ttl:
+            return False
+        return not any(s.changed_since(state.fetched) for s in self._local)
+
+    def _revalidated(self, project: NormalizedName, at: float) -> None:
+        """The upstream says the page did not change (304, or the root's serial)."""
+        state = self.cache.read_state(project)
+        if state is not None:
+            self.cache.write_state(project, replace(state, fetched=at))
+        if not self.policy.timed or self._rerender(project, state, at) is None:
+            self.cache.touch_page(project, at)
+
+    def _rerender(
+        self, project: NormalizedName, state: PageState | None, fetched: float | None = None
+    ) -> int | None:
+        """Render the pages again from the stored copy (no upstream request).
+
+        Returns the seconds of freshness left, or ``None`` without a stored copy.
+        The caller holds the page lock.
+        """
+        page = self._upstream_page(project)
+        if page is None:
+            return None
+        now = self.clock()
+        if fetched is None:  # pages cached before the fetch time was kept: their mtime
+            fetched = state.fetched if state is not None and state.fetched else None
+            fetched = fetched or self.cache.page_mtime(project) or now
+        view = self._view(project, page)
+        stamp = self._stamp(fetched, view)
+        held_until = _held_until(fetched, stamp, self.config.index_ttl)
+        self.cache.write_page(
+            project,
+            html=project_html(view.page),
+            json_page=project_json_bytes(view.page),
+            upstream=None,
+            state=replace(state or PageState(url=""), fetched=fetched, held_until=held_until),
+            fetched=stamp,
+        )
+        return max(0, int(self.config.index_ttl - (now - stamp)))
+
+    def _rerender_now(self, project: NormalizedName) -> None:
+        with self.cache.lock(self._page_lock(project)):
+            state = self.cache.read_state(project)
+            if self.cache.page_mtime(project) is not None:
+                self._rerender(project, state)
+
+    def check_policy(self) -> int:
+        """Reload the blocklist if its folder changed; withhold what it now blocks.
+
+        Cheap when nothing changed (at most one look at the folder every few
+        seconds).  Returns how many cached pages were rendered again.  Called
+        by the standalone server in the background, and on requests that
+        reach Python (Apache), so that a new record blocks a cached file on
+        the next request, without a restart.
+        """
+        blocklist = self.policy.blocklist
+        if blocklist is None:
+            return 0
+        changed = blocklist.reload_if_changed()
+        if not changed:
+            return 0
+        cached = set(self.cache.cached_projects())
+        affected = sorted(p for p in changed if p in cached)
+        for project in affected:
+            self._rerender_now(project)
+        self.cache.write_policy(self.policy.fingerprint())
+        if affected:
+            log.warning("blocklist changed: rendered %d cached page(s) again", len(affected))
+        return len(affected)
+
+    def policy_check_due(self) -> bool:
+        """Whether :meth:`check_policy` would look at the blocklist folder now (no I/O)."""
+        blocklist = self.policy.blocklist
+        return blocklist is not None and blocklist.due()
+
+    def audit(self, purge: bool = False) -> list[tuple[NormalizedName, str, str]]:
+        """Cached files a deny entry or blocklist record names: (project, file, record).
+
+        Reads the blocklist afresh; ``purge`` deletes those files (offered or
+        withheld) and renders their pages again.
+        """
+        if self.policy.blocklist is not None:
+            self.policy.blocklist.load()
+        found: list[tuple[NormalizedName, str, str]] = []
+        for project in self.cache.cached_projects():
+            if not self.policy.names(project):
+                continue
+            directory = self.cache.project_dir(project)
+            names = {p.name for p in directory.iterdir() if not p.name.startswith(".")}
+            names |= set(self.cache.withheld_files(project))
+            for filename in sorted(names):
+                if filename.endswith((METADATA_SUFFIX, PROVENANCE_SUFFIX)) or filename in (
+                    "index.html",
+                    "index.json",
+                ):
+                    continue
+                why = self.policy.blocked(project, filename)
+                if why is None or why.record is None:
+                    continue
+                found.append((project, filename, why.record))
+                if purge:
+                    self.cache.remove_file(project, filename)
+                    log.warning("purged %s of %s (%s)", filename, project, why.record)
+            self._rerender_now(project)
+        self.cache.write_policy(self.policy.fingerprint())
+        return found
+
+    def policy_counts(self) -> dict[str, int]:
+        """Requests answered held or blocked so far by this process (for metrics, status)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _count(self, mark: str) -> None:
+        with self._counts_lock:
+            self._counts[mark] += 1
 
     def _write(
         self,
@@ -466,6 +655,7 @@ class Proxy:
         fetched: Fetched[ProjectPage],
         old: Snapshot,
         started: float,
+        stamp: float,
     ) -> bool:
         """Store a fetched page; ``False`` when its bytes are those cached (not rewritten)."""
         # Both stored JSON copies: a file moved to another host changes only the upstream copy.
@@ -476,15 +666,17 @@ class Proxy:
             serial=fetched.serial,
             last_modified=fetched.last_modified,
             digest=digest,
+            fetched=started,
+            held_until=_held_until(started, stamp, self.config.index_ttl),
         )
         if old.complete and old.state is not None and old.state.digest == digest:
             # The same bytes again (an upstream without ETags): unchanged, as on a 304.
             if state != old.state:
                 self.cache.write_state(project, state)
-            self.cache.touch_page(project, started)
+            self.cache.touch_page(project, stamp)
             return False
         self.cache.write_page(
-            project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=started
+            project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=stamp
         )
         log.info("fetched page of %s from %s", project, fetched.url)
         return True
@@ -505,10 +697,9 @@ class Proxy:
         return True
 
     def _keep_removed(
-        self, project: NormalizedName, page: ProjectPage, old: Snapshot
+        self, project: NormalizedName, page: ProjectPage, previous: ProjectPage | None
     ) -> ProjectPage:
         """Add the cached files the upstream stopped listing, marked ``removed``."""
-        previous = self._upstream_page(project) if old.has_upstream else None
         if previous is None:
             return page
         listed = {f.filename for f in page.files}
@@ -595,7 +786,8 @@ class Proxy:
             if root_serial is None or cached is None or root_serial > cached:
                 plan.check.append(project)  # changed, missing from the root, or unknown
             else:
-                self.cache.touch_page(project, fetched_at)
+                with self.cache.lock(self._page_lock(project)):
+                    self._revalidated(project, fetched_at)
                 plan.unchanged.append(project)
         return plan
 
@@ -607,6 +799,8 @@ class Proxy:
         Blocks until the file is downloaded and verified (or until another
         process that is downloading it has finished).
         """
+        self.check_policy()
+        self._check_blocked(project, filename)
         target = self.cache.file_path(project, filename)
         if target.exists():
             return target
@@ -615,7 +809,13 @@ class Proxy:
     def cached_file(
         self, project: NormalizedName, filename: str
     ) -> tuple[Path, os.stat_result] | None:
-        """The cached file and its ``stat`` (one call), or ``None`` on a miss."""
+        """The cached file and its ``stat`` (one call), or ``None`` on a miss.
+
+        Never reloads anything (the standalone server calls it on its event
+        loop); a file that a deny entry or a record names raises FileBlocked
+        even before it has left the URL space.
+        """
+        self._check_blocked(project, filename)
         path = self.cache.file_path(project, filename)
         try:
             return path, path.stat()
@@ -624,6 +824,8 @@ class Proxy:
 
     def open_file(self, project: NormalizedName, filename: str) -> FileResult:
         """Like :meth:`file`, but a miss streams bytes as they arrive."""
+        self.check_policy()
+        self._check_blocked(project, filename)
         target = self.cache.file_path(project, filename)
         if target.exists():
             return FileResult(target, "hit", target.stat().st_size)
@@ -635,12 +837,17 @@ class Proxy:
 
     def wanted(self, project: NormalizedName, filename: str) -> Wanted:
         """What to download for ``filename``: only a URL the project's page listed."""
-        base = filename.removesuffix(METADATA_SUFFIX)
+        base = filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX)
         dist = self._listed(project, base)
         target = self.cache.file_path(project, filename)
         source = self.sources.source(dist.source)
         if filename == base:
             return Wanted(dist.url, target, dist.hashes, source.open_file, dist.size, source.name)
+        if filename.endswith(PROVENANCE_SUFFIX):
+            # PEP 740 declares no hash of the provenance object: nothing to verify it by.
+            if not dist.provenance:
+                raise FileNotListed(project, filename)
+            return Wanted(dist.provenance, target, {}, source.open_file, None, source.name)
         # PEP 658: the metadata file, verified against the page's metadata hash.
         if not dist.core_metadata:
             raise FileNotListed(project, filename)
@@ -664,14 +871,22 @@ class Proxy:
         return dist
 
     def _offered(self, page: ProjectPage | None, filename: str) -> DistFile | None:
-        return offered(page, self.config).file(filename) if page is not None else None
+        if page is None:
+            return None
+        dist = page.file(filename)
+        if dist is None or self.policy.why(page, dist, self.clock()) is not None:
+            return None
+        return dist
 
     def _not_offered(
         self, project: NormalizedName, filename: str, page: ProjectPage | None
     ) -> NoReturn:
-        reason = withheld_reason(page, page.file(filename) if page is not None else None)
-        if reason is not None:
-            raise FileWithheld(project, filename, reason)
+        dist = page.file(filename) if page is not None else None
+        why = self.policy.why(page, dist, self.clock()) if page and dist else None
+        if why is None and page is not None and dist is None:
+            why = self.policy.blocked(project, filename)
+        if why is not None:
+            self._raise_withheld(project, filename, why)
         raise FileNotListed(project, filename)
 
     def _revalidate_for_file(self, project: NormalizedName) -> None:
@@ -708,6 +923,23 @@ class Proxy:
                 failures.record(lock, exc, time.time())
                 raise
             failures.clear(lock)
+
+    def _raise_withheld(self, project: NormalizedName, filename: str, why: Withheld) -> NoReturn:
+        if why.blocked:
+            self._count("blocked")
+            raise FileBlocked(project, filename, why.reason, why.record or why.rule)
+        if why.until is not None:
+            self._count("held")
+            raise FileHeld(project, filename, why.reason, why.until)
+        raise FileWithheld(project, filename, why.reason)
+
+    def _check_blocked(self, project: NormalizedName, filename: str) -> None:
+        """A deny entry or a record names the file: refuse it, cached or not (403)."""
+        if self.policy.names(project):  # one dict lookup unless a list names the project
+            base = filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX)
+            why = self.policy.blocked(project, base)
+            if why is not None:
+                self._raise_withheld(project, filename, why)
 
     def _upstream_page(self, project: NormalizedName) -> ProjectPage | None:
         data = self.cache.read_upstream(project)
@@ -778,6 +1010,26 @@ class Proxy:
             )
         log.info("imported page of %s from %s", project, origin)
         return True
+
+
+def _held_until(fetched: float, stamp: float, ttl: float) -> float | None:
+    """When the pages turn stale for a hold, if that is before the TTL ends."""
+    return stamp + ttl if stamp < fetched else None
+
+
+def _first_seen(
+    page: ProjectPage, previous: ProjectPage | None, previous_at: float | None, now: float
+) -> ProjectPage:
+    """Record when eggproxy first saw each file (its release time if the source gives none).
+
+    A file of the previous copy without the mark (cached before eggproxy kept
+    it) was seen at least when that copy was fetched.
+    """
+    before = iso(previous_at) if previous_at is not None else None
+    seen = {f.filename: f.first_seen or before for f in previous.files} if previous else {}
+    stamp = iso(now)
+    files = tuple(replace(f, first_seen=seen.get(f.filename) or stamp) for f in page.files)
+    return replace(page, files=files)
 
 
 def _check_serial(old: Snapshot, serial: int | None, url: str) -> None:

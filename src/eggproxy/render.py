@@ -17,7 +17,7 @@ from urllib.parse import quote
 from packaging.utils import canonicalize_name
 
 from eggproxy.model import DistFile, IndexEntry, IndexPage, ProjectPage
-from eggproxy.names import dist_version
+from eggproxy.names import PROVENANCE_SUFFIX, dist_version
 
 # Hash preference for the URL fragment of PEP 503 (one fragment per link).
 _FRAGMENT_HASHES: Final = ("sha256", "sha512", "sha384", "sha224", "sha1", "md5")
@@ -38,6 +38,12 @@ def _api_version(page: ProjectPage) -> str:
 
 def _link(dist: DistFile, relative: bool) -> str:
     return quote(dist.filename) if relative else dist.url
+
+
+def _provenance_link(dist: DistFile, relative: bool) -> str:
+    if relative:
+        return quote(dist.filename) + PROVENANCE_SUFFIX
+    return dist.provenance or ""
 
 
 def _fragment(hashes: Mapping[str, str]) -> str:
@@ -65,6 +71,12 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
     if page.sources:
         # Which configured source(s) served the page; source names never hold "+".
         meta["_source"] = "+".join(page.sources)
+    if page.withheld:
+        # eggproxy.policy: how many files each rule left out, and when the next
+        # held file will be listed (private keys: "_" prefix, PEP 691).
+        meta["_withheld"] = dict(page.withheld)
+    if page.next_release:
+        meta["_next-release"] = page.next_release
     files = []
     for dist in page.files:
         item: dict[str, Any] = {
@@ -91,6 +103,11 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
             item["size"] = dist.size
         if dist.upload_time is not None:
             item["upload-time"] = dist.upload_time
+        if dist.provenance:
+            # PEP 740: served by the proxy beside the file (fetched on demand).
+            item["provenance"] = _provenance_link(dist, relative)
+        if dist.first_seen and not relative:  # when eggproxy first saw it
+            item["_first-seen"] = dist.first_seen
         if dist.source and not relative:  # kept in the stored copy, to fetch it again
             item["_source"] = dist.source
         if dist.removed:  # gone upstream, still cached (see serve_removed)
@@ -133,6 +150,10 @@ def project_html(page: ProjectPage) -> bytes:
     if page.sources:
         served = escape("+".join(page.sources)).replace("--", "")
         lines.append(f"<!-- served by source: {served} -->")
+    if page.withheld:
+        rules = ", ".join(f"{rule} {count}" for rule, count in page.withheld)
+        until = f"; next release {page.next_release}" if page.next_release else ""
+        lines.append(f"<!-- withheld by policy: {rules}{until} -->")
     lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>"]
     for dist in page.files:
         attrs = [f'href="{escape(_link(dist, True))}{escape(_fragment(dist.hashes))}"']
@@ -152,6 +173,8 @@ def project_html(page: ProjectPage) -> bytes:
             attrs.append(f'data-dist-info-metadata="{escape(value)}"')
         if dist.gpg_sig is not None:
             attrs.append(f'data-gpg-sig="{"true" if dist.gpg_sig else "false"}"')
+        if dist.provenance:  # PEP 740
+            attrs.append(f'data-provenance="{escape(_provenance_link(dist, True))}"')
         lines.append(f"<a {' '.join(attrs)}>{escape(dist.filename)}</a><br>")
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines).encode()

@@ -225,7 +225,7 @@ KeepAlive On
 {types_config}
 ErrorLog "{self.logs}/error.log"
 LogLevel info
-LogFormat "%h pid=%P %t \\"%r\\" %>s %b %{{ms}}Tms" eggproxy
+LogFormat "%h pid=%P %t \\"%r\\" %>s %b %{{ms}}Tms %{{eggproxy}}n" eggproxy
 CustomLog "{self.logs}/access.log" eggproxy
 DocumentRoot "{self.docroot}"
 <Directory />

@@ -1,4 +1,4 @@
-"""Real package clients (pip, uv, zc.buildout, easy_install) run against one index, isolated.
+"""Real package clients (pip, uv, poetry, zc.buildout, easy_install) run against one index.
 
 * :class:`ClientTools` (one per test session) builds the virtual environments that hold the
   clients.  Their own installs (a current pip, zc.buildout, setuptools 79.0.1 for easy_install)
@@ -173,6 +173,13 @@ class ClientTools:
     def uv(self) -> Path:
         return find_uv()
 
+    @functools.cached_property
+    def poetry(self) -> Venv:
+        """Poetry in its own venv, installed from this machine's normal package index."""
+        venv = create_venv(self.root / "poetry", with_pip=True)
+        install_tools(venv, "poetry")
+        return venv
+
 
 @dataclass(frozen=True)
 class BuildoutRun:
@@ -278,6 +285,55 @@ class IndexClients:
         """``uv pip install --index-url INDEX --no-cache --python VENV/bin/python``."""
         cmd: Args = [self.tools.uv, "pip", "install", "--index-url", self.index_url, "--no-cache"]
         return self.run([*cmd, "--python", venv.python, *requirements], venv)
+
+    def poetry_lock(
+        self, requirements: Sequence[str], name: str = "poetry-project", check: bool = True
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+        """``poetry --no-cache lock`` of a project needing ``requirements``, this index only.
+
+        The index is the project's one source (``priority = "primary"``: PyPI is then not
+        used); Poetry's cache and config live in the test's directory.  Returns the run
+        and the locked versions (canonical name -> version).
+        """
+        directory = self.workdir / name
+        directory.mkdir()
+        deps = ", ".join(json.dumps(r) for r in requirements)
+        (directory / "pyproject.toml").write_text(
+            textwrap.dedent(
+                f"""\
+                [project]
+                name = "guarded-app"
+                version = "0.1.0"
+                requires-python = ">=3.9"
+                dependencies = [{deps}]
+
+                [tool.poetry]
+                package-mode = false
+
+                [[tool.poetry.source]]
+                name = "eggproxy"
+                url = "{self.index_url}"
+                priority = "primary"
+                """
+            )
+        )
+        extra = {
+            "POETRY_CACHE_DIR": str(self.workdir / "poetry-cache"),
+            "POETRY_CONFIG_DIR": str(self.workdir / "poetry-config"),
+            "POETRY_NO_INTERACTION": "1",
+            "POETRY_VIRTUALENVS_CREATE": "false",
+        }
+        venv = self.tools.poetry
+        cmd: Args = [venv.bin / "poetry", "--no-cache", "lock"]
+        process = self.run(cmd, venv, directory, extra, check)
+        locked: dict[str, str] = {}
+        lock = directory / "poetry.lock"
+        if lock.exists():
+            import tomllib
+
+            for package in tomllib.loads(lock.read_text()).get("package", []):
+                locked[canonicalize(package["name"])] = package["version"]
+        return process, locked
 
     def buildout(self, eggs: Sequence[str], name: str = "buildout") -> BuildoutRun:
         """Run zc.buildout with ``index =`` this index and one ``zc.recipe.egg`` part.

@@ -83,6 +83,7 @@ class DistFile:
     yanked: str | bool = False
     requires_python: str | None = None
     metadata_sha256: str | None = None  # PEP 658, when ``<file>.metadata`` exists
+    provenance: str | None = None  # PEP 740: URL path of its provenance object, if any
 
 
 class _Server(ThreadingHTTPServer):
@@ -123,6 +124,7 @@ class Upstream:
         self.names: dict[str, str] = {}  # canonical -> display name
         self.projects: dict[str, dict[str, DistFile]] = {}  # canonical -> filename -> file
         self._paths: dict[str, Path] = {}  # URL path -> file on disk
+        self.blobs: dict[str, bytes] = {}  # URL path -> JSON body (PEP 740 provenance)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -212,6 +214,15 @@ class Upstream:
         self.names.setdefault(canon, project)
         return self._register(canon, path, {})
 
+    def add_provenance(self, filename: str, data: bytes) -> str:
+        """Give a listed file a PEP 740 provenance object; return its URL path."""
+        dist = self.file(filename)
+        url_path = f"/integrity/{filename}/provenance"
+        with self._lock:
+            self.blobs[url_path] = data  # in memory: the fixture folder is shared
+            dist.provenance = url_path
+        return url_path
+
     def file(self, filename: str) -> DistFile:
         """The listed file named ``filename`` (KeyError if none)."""
         for files in self.projects.values():
@@ -247,6 +258,8 @@ class Upstream:
             if f.metadata_sha256:
                 attrs += f' data-core-metadata="sha256={f.metadata_sha256}"'
                 attrs += f' data-dist-info-metadata="sha256={f.metadata_sha256}"'
+            if f.provenance:  # PEP 740
+                attrs += f' data-provenance="{html.escape(self.root + f.provenance)}"'
             links.append(f"<a {attrs}>{html.escape(name)}</a>")
         return _html(f"Links for {self.names[canon]}", links)
 
@@ -276,6 +289,8 @@ class Upstream:
             if f.metadata_sha256:
                 entry["core-metadata"] = {"sha256": f.metadata_sha256}
                 entry["dist-info-metadata"] = {"sha256": f.metadata_sha256}
+            if f.provenance:  # PEP 740
+                entry["provenance"] = self.root + f.provenance
             files.append(entry)
         versions = sorted({v for n in self.projects[canon] if (v := _version(n))}, key=_vkey)
         page_meta: dict[str, object] = {"api-version": "1.1"}
@@ -357,6 +372,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if path in up._paths:
             return self._file(up._paths[path], head)
+        if path in up.blobs:
+            return self._send(200, up.blobs[path], "application/json", head)
         if path == "/simple":
             return self._send(301, b"", "text/plain", head, Location=up.url)
         if not path.startswith("/simple/"):

@@ -230,3 +230,35 @@ def test_operating_defaults(tmp_path: Path) -> None:
     config = load_config(path, environ={})
     assert (config.metrics, config.max_cache_size, config.access_log) == (True, None, "clf")
     assert config.metrics_path == tmp_path / "c" / ".metrics"
+
+
+def test_supply_chain_keys(tmp_path: Path) -> None:
+    (tmp_path / "wheels").mkdir()
+    path = _write(
+        tmp_path,
+        f"[eggproxy]\nindex = {INDEX}\nmin_release_age = 7d\n"
+        "min_release_age_exempt = Our_Tool, other.lib\n"
+        f"blocklist = {tmp_path}/osv\n"
+        "deny = evil-pkg Bad_Pkg==1.2.3\n"
+        f"[source:private]\npath = {tmp_path}/wheels\nmin_release_age = 0\n",
+    )
+    config = load_config(path, environ={})
+    assert config.min_release_age == 7 * 86400
+    assert config.min_release_age_exempt == {"our-tool", "other-lib"}
+    assert config.blocklist == tmp_path / "osv"
+    assert config.deny == (("evil-pkg", None), ("bad-pkg", "1.2.3"))
+    assert config.sources[0].min_release_age == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("min_release_age = a week", "min_release_age"),
+        ("deny = evil>=1", "deny"),
+        ("deny = evil==", "deny"),
+    ],
+)
+def test_bad_supply_chain_values(tmp_path: Path, text: str, key: str) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n{text}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config(path, environ={})

@@ -13,7 +13,11 @@ README = Path(__file__).resolve().parents[2] / "README.rst"
 
 def _section() -> str:
     text = README.read_text()
-    return text[text.index("\nOperating it\n") : text.index("\nThe cache directory\n")]
+    start = text.index("\nOperating it\n")
+    # Up to the next section title (a line underlined with "=").
+    following = re.search(r"\n[^\n]+\n=+\n", text[start + len("\nOperating it\n=") :])
+    end = start + len("\nOperating it\n=") + following.start() if following else len(text)
+    return text[start:end]
 
 
 def _literal_blocks(text: str) -> list[str]:

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from eggproxy.config import Config
 from eggproxy.errors import EggproxyError, LoopDetected
@@ -47,6 +47,7 @@ from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
 log = logging.getLogger("eggproxy.server")
 
 T = TypeVar("T")
+POLICY_CHECK: Final = 2.0  # seconds between two looks at the blocklist (it rate-limits too)
 
 
 class App:
@@ -68,6 +69,7 @@ class App:
         # Routing and negotiation are pure: remember recent answers.
         self.route = functools.lru_cache(maxsize=4096)(self._route)
         self.negotiate = functools.lru_cache(maxsize=256)(choose_format)
+        self._watch: asyncio.Task[None] | None = None
 
     def _route(self, path: str) -> Route | EggproxyError:
         try:
@@ -87,11 +89,29 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 log.debug("worker %d ready", os.getpid())
+                if self.proxy.policy.blocklist is not None:
+                    self._watch = asyncio.create_task(self.watch_policy())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._watch is not None:
+                    self._watch.cancel()
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def watch_policy(self) -> None:
+        """Reload the blocklist when its folder changes, off the event loop.
+
+        Hits never reach the core's reloading, so this is what withholds a
+        cached file that a new record names within seconds, without a restart.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(POLICY_CHECK)
+            try:
+                await loop.run_in_executor(self.pool, self.proxy.check_policy)
+            except Exception:
+                log.exception("blocklist check failed")
 
     def close(self) -> None:
         if self.access_log is not None:
@@ -131,6 +151,10 @@ class App:
         via = request.headers.get("via")
         if via is not None and self.proxy.is_loop(via):
             return await self.error(request, error_reply(LoopDetected())), 0, "loop"
+        if self.proxy.policy_check_due():
+            # At most every few seconds one request takes the executor hop, so the
+            # next request after a new record, hit or miss, is answered by it.
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.proxy.check_policy)
         if request.path == "/" and self.prefix != "/":
             return await self.landing(request)
         if request.path in admin.PATHS:  # /metrics, /+status: outside the index prefix
@@ -148,7 +172,8 @@ class App:
             project = None if isinstance(target, RootRoute) else target.project
             return await self.page(request, project)
         except EggproxyError as exc:
-            return await self.error(request, error_reply(exc)), 0, "error"
+            # The access log marks what the policy refused: held, blocked (else error).
+            return await self.error(request, error_reply(exc)), 0, exc.mark
 
     async def core(self, request: Request, call: Callable[..., T], *args: object) -> T:
         """Run a core call in a worker thread; its upstream requests carry the request's Via."""
