@@ -13,6 +13,12 @@ download a file once), then points ``req.filename``/``req.finfo`` at the file
 on disk and lets Apache's own static handler send it, with Apache's ETag,
 Range and sendfile.  This module imports ``mod_python`` and is only ever
 imported by Apache.
+
+With the vhost ``eggproxy deploy apache`` prints, Apache answers cached files
+and fresh pages without calling this handler at all; it runs for misses, stale
+pages and names to redirect.  It leaves what it did in the request note
+``eggproxy`` (``%{eggproxy}n`` in a LogFormat), and its log lines go to the
+ErrorLog of the virtual host that asked.
 """
 
 from __future__ import annotations
@@ -44,12 +50,18 @@ _LEVELS = {
 }
 
 
+# The server (virtual host) of the request this thread is answering: log lines go to its
+# ErrorLog, not the main server's.
+_current = threading.local()
+
+
 class _ApacheLogHandler(logging.Handler):
-    """Send eggproxy's log lines to Apache's error log."""
+    """Send eggproxy's log lines to the error log of the virtual host being served."""
 
     def emit(self, record: logging.LogRecord) -> None:
         level = _LEVELS.get(record.levelno, apache.APLOG_NOTICE)
-        apache.log_error(f"eggproxy: {self.format(record)}", level)
+        server = getattr(_current, "server", None)
+        apache.log_error(f"eggproxy: {self.format(record)}", level, server)
 
 
 def _proxy(req: Any) -> Proxy:
@@ -80,6 +92,14 @@ def _serve(req: Any, path: str, content_type: str) -> int:
 
 def fixup(req: Any) -> int:
     """``PythonFixupHandler``: fill the cache if needed, then let Apache serve."""
+    _current.server = req.server
+    try:
+        return _fixup(req)
+    finally:
+        _current.server = None
+
+
+def _fixup(req: Any) -> int:
     if req.method not in ("GET", "HEAD"):
         req.headers_out["Allow"] = "GET, HEAD"
         return _error(req, 405, "method not allowed")
@@ -91,15 +111,20 @@ def fixup(req: Any) -> int:
         target = route(raw, proxy.config.prefix)
         if target.kind == "redirect":
             assert target.location is not None
+            req.notes["eggproxy"] = "redirect"
             req.headers_out["Location"] = target.location
             return int(apache.HTTP_MOVED_PERMANENTLY)
         if target.kind == "file":
             assert target.project is not None and target.filename is not None
             path = proxy.file(target.project, target.filename)
+            req.notes["eggproxy"] = "file"
+            # mod_cache keeps pages only: a file is on disk already, and Apache serves it.
+            req.subprocess_env["no-cache"] = "1"
             req.headers_out["Cache-Control"] = IMMUTABLE
             return _serve(req, str(path), file_content_type(target.filename))
         fmt, content_type = choose_format(req.headers_in.get("Accept"))
         page = proxy.page(target.project, fmt)
+        req.notes["eggproxy"] = page.outcome
         # PEP 691: one URL, two formats; shared caches must key on Accept.
         req.headers_out["Vary"] = "Accept"
         req.headers_out["Cache-Control"] = page_cache_control(page.max_age)
@@ -127,6 +152,7 @@ def _error(req: Any, status: int, message: str) -> int:
         status,
         message,
     )
+    req.notes["eggproxy"] = str(status)
     req.status = status
     req.content_type = "text/plain; charset=utf-8"
     body = f"{status} {message}\n".encode()

@@ -333,12 +333,19 @@ HOSTILE = [
     ("/simple/foo%24bar/", {400, 404}),
     ("/simple/_bad_/", {400, 404}),
     ("/simple/demo-pkg/not-listed-1.0.tar.gz", {404}),
-    ("/simple/demo-pkg/index.json", {400, 404}),
-    # Apache's own access control (``<FilesMatch "^\.">`` of the vhost) may answer first.
-    ("/simple/demo-pkg/.state.json", {400, 403, 404}),
-    ("/simple/demo-pkg/.upstream.json", {400, 403, 404}),
+    # Files that exist in the cache but are not index URLs: Apache's own access control (the
+    # vhost's ``<FilesMatch>`` and ``<DirectoryMatch>``) refuses them, Python never sees them.
+    ("/simple/demo-pkg/index.json", {403}),
+    ("/simple/index.html", {403}),
+    ("/simple/demo-pkg/.state.json", {403}),
+    ("/simple/demo-pkg/.upstream.json", {403}),
+    ("/simple/.eggproxy-layout", {403}),
+    ("/simple/.locks/demo-pkg", {403}),
+    ("/simple/.locks/", {403}),
+    ("/simple/%2elocks/demo-pkg", {403}),
+    # Not there (the lock of a finished download, a partial file): refused all the same.
     (f"/simple/demo-pkg/.{WHEEL}.lock", {400, 403, 404}),
-    ("/simple/.eggproxy-layout", {400, 403, 404}),
+    (f"/simple/demo-pkg/.{WHEEL}.part", {400, 403, 404}),
 ]
 
 

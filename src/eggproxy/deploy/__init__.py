@@ -1,0 +1,1 @@
+"""Deployment files rendered for the current configuration."""
