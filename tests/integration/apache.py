@@ -345,6 +345,13 @@ DocumentRoot "{self.docroot}"
                     parts.append(f"--- {name} ---\n{text}")
         return "\n".join(parts) or "(empty error log)"
 
+    def log_text(self, name: str) -> str:
+        """A file of ``logs/``: ``error.log`` is the main server's, ``eggproxy-*`` the vhost's."""
+        try:
+            return (self.logs / name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def access_log_lines(self) -> list[str]:
         try:
             return (self.logs / "access.log").read_text(errors="replace").splitlines()
