@@ -118,7 +118,6 @@ def render_apache(
     cache = config.cache_dir
     config_path = config.path.absolute() if config.path else DEFAULT_CONFIG
     prefix = config.prefix.rstrip("/")  # "/simple"
-    pages = f"^{re.escape(prefix)}/(?:[^/]+/)?$"
     hidden = f"^{re.escape(str(cache))}/(?:.*/)?\\."
     python_path = _quoted(f"[{str(site)!r}] + sys.path")
     address = listen or "*:80"
