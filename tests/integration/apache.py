@@ -163,10 +163,12 @@ class ApacheProxy:
         start: bool = True,
         extra_config: str = "",
         log_level: str = "info",
+        extra_apache: str = "",
     ) -> None:
         self.site, self.index = site, index
         self.extra_config = extra_config
         self.log_level = log_level
+        self.extra_apache = extra_apache  # appended to Apache's configuration (e.g. a vhost)
         self.index_ttl, self.timeout, self.start_servers = index_ttl, timeout, start_servers
         self.base = public_dir("eggproxy-apache-")
         self.cache_dir = self.base / "cache"
@@ -258,6 +260,7 @@ DocumentRoot "{self.docroot}"
 </Directory>
 
 {vhost}
+{self.extra_apache}
 """)
 
     # --- process -------------------------------------------------------------
