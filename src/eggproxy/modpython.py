@@ -1,7 +1,8 @@
 """Apache + mod_python front end: Apache serves every hit, Python fills misses.
 
-Bind it to the index's Location as a *fixup* handler (see
-``apache/eggproxy.vhost``)::
+Bind it to the cache directory's ``<Directory>`` as a *fixup* handler, for
+requests whose file does not exist (see ``apache/eggproxy.vhost``; in a
+``<Location>`` mod_python keeps Apache from mapping the URL to a file)::
 
     PythonFixupHandler eggproxy.modpython::fixup
     PythonOption eggproxy.config /etc/eggproxy/eggproxy.conf

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from eggproxy.config import Config, config_from_mapping
+from eggproxy.config import Config, config_from_mapping, load_config
 from eggproxy.deploy.apache import MODULES, RenderError, render_apache, site_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "apache" / "eggproxy.vhost"
 MODS_AVAILABLE = Path("/etc/apache2/mods-available")
+VENV = Path("/opt/eggproxy")
 
 
 def documented_config(**values: str) -> Config:
@@ -92,3 +94,24 @@ def test_values_that_cannot_be_written_are_refused(kwargs: dict[str, object]) ->
 def test_a_cache_dir_that_cannot_be_quoted_is_refused() -> None:
     with pytest.raises(RenderError):
         render_apache(documented_config(cache_dir='/srv/"eggs"'), venv=Path("/opt/eggproxy"))
+
+
+def readme_apache_ini() -> str:
+    """The ``/etc/eggproxy/eggproxy.conf`` the README's Apache steps write."""
+    readme = (ROOT / "README.rst").read_text()
+    section = readme[readme.index("Apache + mod_python\n") : readme.index("Which MPM")]
+    block = re.search(r"\n( +)\[eggproxy\]\n(?:\1.*\n)+", section)
+    assert block is not None, "no [eggproxy] block in the README's Apache section"
+    return "\n".join(line.strip() for line in block.group(0).splitlines()) + "\n"
+
+
+def test_readme_apache_config_loads_and_renders_the_shipped_vhost(tmp_path: Path) -> None:
+    path = tmp_path / "eggproxy.conf"
+    path.write_text(readme_apache_ini())
+    config = load_config(path)
+    assert config.cache_dir == Path("/var/cache/eggproxy")
+    assert config.index == "https://pypi-mirror.example.internal/simple/"
+    assert config.index_ttl == 1800
+    # Rendered from /etc/eggproxy/eggproxy.conf (where the README puts it), it is the shipped file.
+    shipped = render_apache(replace(config, path=Path("/etc/eggproxy/eggproxy.conf")), venv=VENV)
+    assert python_version_free(shipped) == python_version_free(SHIPPED.read_text())
