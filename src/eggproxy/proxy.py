@@ -104,7 +104,15 @@ class Proxy:
         # Files dropped into a local folder appear on the next request.
         if self._local and any(s.changed_since(st.st_mtime) for s in self._local):
             return None
-        return PageResult(path, "hit", int(ttl - (now - st.st_mtime)), stat=st)
+        return PageResult(path, "hit", self._max_age(ttl - (now - st.st_mtime)), stat=st)
+
+    def _max_age(self, left: float) -> int:
+        """Seconds an HTTP cache in front (mod_cache, nginx) may reuse a page unasked.
+
+        A file dropped into a local folder must appear on the next request, which only
+        eggproxy can notice: with a local source, caches in front must ask every time.
+        """
+        return 0 if self._local else int(left)
 
     def page(self, project: NormalizedName | None, fmt: str) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
@@ -145,7 +153,7 @@ class Proxy:
             log.warning("serving stale page of %s: %s", project or "root", exc)
             return PageResult(path, "stale", 0, warning=str(exc))
         outcome: Outcome = "miss" if mtime is None or changed else "revalidated"
-        return PageResult(path, outcome, self.config.index_ttl)
+        return PageResult(path, outcome, self._max_age(self.config.index_ttl))
 
     def refresh(self, project: NormalizedName | None) -> bool:
         """Revalidate a page now, whatever its age; return whether it changed."""

@@ -5,6 +5,13 @@ switches to ``www-data``; mod_python embeds Debian's ``/usr/bin/python3``.  Ever
 children read (the installed site dir, the eggproxy config) lives in world-readable
 directories under ``/tmp``, never under pytest's private (mode 700) tmp dirs.
 
+The virtual host is the one ``eggproxy deploy apache`` prints (``render_apache``), so the tested
+configuration is the shipped one; the harness adds only what Debian's ``apache2.conf`` holds
+(modules, MPM, main ``ErrorLog``) and a ``GlobalLog`` (``access.log``) naming, per request, the
+child (``pid=``), what the eggproxy fixup did (``eggproxy=``, ``-`` when it did not run) and
+mod_cache's verdict.  The vhost's own logs are ``logs/eggproxy-error.log`` and
+``logs/eggproxy-access.log``.
+
 ::
 
     site = install_site()                     # once per session: eggproxy + deps, for www-data
