@@ -74,6 +74,27 @@ Listen 127.0.0.1:{port}
 """
 
 
+def before_vhost(port: int, server: ApacheProxy) -> str:
+    """The vhost before issue 14 (``--before``): a ``<Location>`` fixup, run for every hit."""
+    site = next(server.venv.glob("lib/python3.*/site-packages"))
+    return f"""\
+Listen 127.0.0.1:{port}
+<VirtualHost 127.0.0.1:{port}>
+    ServerName 127.0.0.1
+    Alias /simple "{server.cache_dir}"
+    <Location /simple>
+        DirectoryIndex disabled
+        PythonInterpreter eggproxy
+        PythonPath "['{site}'] + sys.path"
+        PythonOption eggproxy.config "{server.config_path}"
+        PythonFixupHandler eggproxy.modpython::fixup
+    </Location>
+    ErrorLog "{server.logs}/before-error.log"
+    CustomLog "{server.logs}/before-access.log" combined
+</VirtualHost>
+"""
+
+
 def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     root = Path(tempfile.mkdtemp(prefix="eggproxy-bench-apache-"))
     root.chmod(0o755)
@@ -102,6 +123,9 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             start=False,
         ) as server:
             server.extra_apache = reference_vhost(alias_port, alias_root, server.logs)
+            before_port = free_port()
+            if args.before:
+                server.extra_apache += before_vhost(before_port, server)
             server.start()
             for _label, target, _ref in pairs:  # fill eggproxy's cache: misses, then hits
                 status, _headers, body = get(server.port, target.path, target.accept, timeout=60)
@@ -114,7 +138,9 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                 if ours[0] != 200 or theirs[0] != 200 or ours[2] != theirs[2]:
                     raise RuntimeError(f"{label}: the two vhosts disagree ({ours[0]}, {theirs[0]})")
                 alias_target = Target(label, ref, target.accept)
-                measured = (("eggproxy", server.port, target), ("alias", alias_port, alias_target))
+                measured = [("eggproxy", server.port, target), ("alias", alias_port, alias_target)]
+                if args.before:
+                    measured.append(("before", before_port, target))
                 for _name, port, t in measured:  # warm the children and mod_cache alike
                     wrk(port, t, args, args.warmup)
                 for _round in range(args.rounds):
@@ -122,9 +148,9 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                         rps = wrk(port, t, args, args.duration)
                         results[label].setdefault(name, []).append(rps)
                         log(f"{name:9} {label:14} {rps:10.0f} req/s")
-            python_lines = [
+            python_lines = [  # of the eggproxy vhost's own access log
                 line
-                for line in server.access_log_lines()
+                for line in server.log_text("eggproxy-access.log").splitlines()
                 if " eggproxy=" in line and " eggproxy=- " not in line
             ]
             log(f"requests that entered Python (fills and checks): {len(python_lines)}")
@@ -143,7 +169,11 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, list[float]]])
         ratio = ours / theirs
         ok = ok and ratio >= TARGET_RATIO
         verdict = "ok" if ratio >= TARGET_RATIO else "BELOW"
-        rows.append([label, f"{ours:.0f}", f"{theirs:.0f}", f"{ratio:.2f}", verdict])
+        row = [label, f"{ours:.0f}", f"{theirs:.0f}", f"{ratio:.2f}", verdict]
+        if args.before:
+            before = statistics.median(by["before"])
+            row += [f"{before:.0f}", f"{before / theirs:.2f}"]
+        rows.append(row)
     print()
     print(
         f"Apache prefork, StartServers={args.connections}, wrk -t{args.threads} "
@@ -153,7 +183,8 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, list[float]]])
     print(
         table(
             f"Requests/s of cached hits, median of {args.rounds} rounds (target >= {TARGET_RATIO})",
-            ["target", "eggproxy vhost", "plain Alias", "ratio", "verdict"],
+            ["target", "eggproxy vhost", "plain Alias", "ratio", "verdict"]
+            + (["before", "before ratio"] if args.before else []),
             rows,
         )
     )
@@ -169,6 +200,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     parser.add_argument("--file-kb", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--page-files", type=int, default=100, help="files on the page")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also measure the vhost before issue 14 (the fixup on every hit)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 60 or not 0 < args.warmup <= 60 or args.rounds < 1:
         parser.error("--duration and --warmup must be in (0, 60], --rounds at least 1")
