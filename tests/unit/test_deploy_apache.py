@@ -115,3 +115,9 @@ def test_readme_apache_config_loads_and_renders_the_shipped_vhost(tmp_path: Path
     # Rendered from /etc/eggproxy/eggproxy.conf (where the README puts it), it is the shipped file.
     shipped = render_apache(replace(config, path=Path("/etc/eggproxy/eggproxy.conf")), venv=VENV)
     assert python_version_free(shipped) == python_version_free(SHIPPED.read_text())
+
+
+def test_a_config_without_a_file_is_refused() -> None:
+    config = config_from_mapping({"cache_dir": "/var/cache/eggproxy", "index": "https://i.test/"})
+    with pytest.raises(RenderError, match="no configuration file"):
+        render_apache(config, venv=VENV)

@@ -26,7 +26,6 @@ from eggproxy.names import METADATA_SUFFIX
 
 DEFAULT_SERVER_NAME: Final = "eggproxy.example.internal"
 DEFAULT_VENV: Final = Path("/opt/eggproxy")
-DEFAULT_CONFIG: Final = Path("/etc/eggproxy/eggproxy.conf")
 # Debian's cache_disk.conf root, which its apache-htcacheclean service prunes.
 DEFAULT_CACHE_ROOT: Final = Path("/var/cache/apache2/mod_cache_disk")
 # Largest page mod_cache keeps (bytes); the JSON page of a project with thousands of files
@@ -116,7 +115,11 @@ def render_apache(
     venv = venv or running_venv() or DEFAULT_VENV
     site = site_packages(venv)
     cache = config.cache_dir
-    config_path = config.path.absolute() if config.path else DEFAULT_CONFIG
+    if config.path is None:
+        # The vhost names the file mod_python loads; without one, eggproxy under Apache
+        # would look up www-data's own defaults (another cache directory than the Alias).
+        raise RenderError("no configuration file: Apache needs one (eggproxy -c FILE)")
+    config_path = config.path.absolute()
     prefix = config.prefix.rstrip("/")  # "/simple"
     hidden = f"^{re.escape(str(cache))}/(?:.*/)?\\."
     python_path = _quoted(f"[{str(site)!r}] + sys.path")
