@@ -112,6 +112,8 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             ("page JSON", Target("page JSON", page, JSON_ACCEPT), page + "index.json"),
             (f"file {args.file_kb} KiB", Target("file", path, "*/*"), path),
         ]
+        if args.only:
+            pairs = [pair for pair in pairs if pair[0].split()[0] in args.only]
         alias_port = free_port()
         results: dict[str, dict[str, list[float]]] = {label: {} for label, *_ in pairs}
         with ApacheProxy(
@@ -205,6 +207,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     parser.add_argument("--file-kb", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--page-files", type=int, default=100, help="files on the page")
+    parser.add_argument(
+        "--only", choices=["page", "file"], action="append", help="only these targets"
+    )
     parser.add_argument(
         "--before",
         action="store_true",

@@ -72,8 +72,10 @@ def test_every_module_is_named_and_checked() -> None:
 
 def test_file_types_match_eggproxy_serve() -> None:
     text = render_apache(documented_config(), venv=Path("/opt/eggproxy"))
-    assert '<FilesMatch "\\.whl$">\n            ForceType "application/zip"' in text
-    assert '<FilesMatch "\\.metadata$">\n            ForceType "text/plain; charset=utf-8"' in text
+    zip_types = '<FilesMatch "\\.(?:whl|egg|zip)$">\n            ForceType "application/zip"'
+    assert zip_types in text
+    metadata = '<FilesMatch "\\.(?:metadata)$">\n            ForceType "text/plain; charset=utf-8"'
+    assert metadata in text
 
 
 @pytest.mark.parametrize(

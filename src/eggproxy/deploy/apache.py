@@ -7,9 +7,10 @@ shipped, what is printed and what is tested are one file.
 Three paths answer a request, and only the last one runs Python:
 
 1. a cached file (``-f`` on the mapped file name): Apache's static handler;
-2. a fresh page: ``mod_cache`` in its quick handler, from a copy it stored when eggproxy last
-   answered, for as long as eggproxy's ``Cache-Control: max-age`` (the time left on
-   ``index_ttl``) allows, one copy per ``Accept`` (eggproxy sends ``Vary: Accept``);
+2. a fresh page: ``mod_cache`` in its quick handler, from a copy it stored (in shared memory,
+   or on disk for large pages) when eggproxy last answered, for as long as eggproxy's
+   ``Cache-Control: max-age`` (the time left on ``index_ttl``) allows, one copy per
+   ``Accept`` (eggproxy sends ``Vary: Accept``);
 3. everything else (misses, stale pages, non-normalised names, errors): the mod_python fixup.
 """
 
@@ -31,6 +32,10 @@ DEFAULT_CACHE_ROOT: Final = Path("/var/cache/apache2/mod_cache_disk")
 # Largest page mod_cache keeps (bytes); the JSON page of a project with thousands of files
 # runs to megabytes, and a page it will not keep is answered by Python every time.
 MAX_PAGE_BYTES: Final = 64 * 2**20
+# Shared memory for mod_cache's copies of pages (all children share it), and the largest
+# page kept there; larger pages go to mod_cache_disk.
+SHM_BYTES: Final = 32 * 2**20
+MAX_SHM_PAGE_BYTES: Final = 2**20
 # Modules the vhost uses, with the identifier ``<IfModule>`` knows them by.
 MODULES: Final = {
     "python": "python_module",
@@ -42,6 +47,8 @@ MODULES: Final = {
     "env": "env_module",
     "cache": "cache_module",
     "cache_disk": "cache_disk_module",
+    "cache_socache": "cache_socache_module",
+    "socache_shmcb": "socache_shmcb_module",
 }
 
 
@@ -81,12 +88,18 @@ def _module_checks() -> str:
 
 
 def _file_types() -> str:
-    """``ForceType`` per suffix, the types ``eggproxy serve`` sends (``eggproxy.headers``)."""
+    """``ForceType``s for the types ``eggproxy serve`` sends (``eggproxy.headers``).
+
+    One ``<FilesMatch>`` per type, not per suffix: each one is a regex run on every hit.
+    """
+    by_type: dict[str, list[str]] = {METADATA_TYPE: [METADATA_SUFFIX]}
+    for suffix, content_type in FILE_TYPES.items():
+        by_type.setdefault(content_type, []).append(suffix)
     lines = []
-    types = {METADATA_SUFFIX: METADATA_TYPE, **FILE_TYPES}
-    for suffix, content_type in types.items():
+    for content_type, suffixes in by_type.items():
+        pattern = "|".join(re.escape(suffix.lstrip(".")) for suffix in suffixes)
         lines += [
-            f'        <FilesMatch "{re.escape(suffix)}$">',
+            f'        <FilesMatch "\\.(?:{pattern})$">',
             f"            ForceType {_quoted(content_type)}",
             "        </FilesMatch>",
         ]
@@ -155,7 +168,12 @@ def render_apache(
     # while one request revalidates a stale page, the others get the stale copy instead of
     # queueing behind it.  Files are marked no-cache below: they are on disk already.
     CacheQuickHandler On
+    # Pages up to {MAX_SHM_PAGE_BYTES // 1024} KiB are kept in shared memory (no file opened per
+    # hit); larger ones on disk.
+    CacheEnable socache {prefix}/
     CacheEnable disk {prefix}/
+    CacheSocache {_quoted(f"shmcb:{cache_root}.shmcb({SHM_BYTES})")}
+    CacheSocacheMaxSize {MAX_SHM_PAGE_BYTES}
     CacheRoot {_quoted(cache_root)}
     CacheIgnoreCacheControl On
     CacheLock On
