@@ -164,9 +164,11 @@ def render_apache(
 
     # Fresh pages: mod_cache answers them in its quick handler, before any other phase runs
     # (no Python).  eggproxy decides how long a page is fresh, so a client's
-    # "Cache-Control: max-age=0" (pip sends it) does not force a trip to Python.  CacheLock:
-    # while one request revalidates a stale page, the others get the stale copy instead of
-    # queueing behind it.  Files are marked no-cache below: they are on disk already.
+    # "Cache-Control: max-age=0" (pip sends it) does not force a trip to Python.  No
+    # CacheLock: it creates a lock file on every miss of mod_cache's store, i.e. on every
+    # file hit, and eggproxy already answers a herd on a stale page with one revalidation
+    # (the others get the stale page at once).  Files are marked no-cache below: they are
+    # on disk already.
     CacheQuickHandler On
     # Pages up to {MAX_SHM_PAGE_BYTES // 1024} KiB are kept in shared memory (no file opened per
     # hit); larger ones on disk.
@@ -176,8 +178,7 @@ def render_apache(
     CacheSocacheMaxSize {MAX_SHM_PAGE_BYTES}
     CacheRoot {_quoted(cache_root)}
     CacheIgnoreCacheControl On
-    CacheLock On
-    CacheLockMaxAge 5
+    CacheLock Off
     CacheHeader On
     CacheMaxFileSize {MAX_PAGE_BYTES}
 
