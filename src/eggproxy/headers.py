@@ -10,7 +10,11 @@ from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX
 # Files never change once cached: a shared cache may keep them for a year.
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
 
-_TYPES: Final = {
+# PEP 658 metadata files are plain text (RFC 822 style).
+METADATA_TYPE: Final = "text/plain; charset=utf-8"
+
+# By suffix; the Apache vhost sends the same (eggproxy.deploy.apache).
+FILE_TYPES: Final = {
     ".whl": "application/zip",
     ".egg": "application/zip",
     ".zip": "application/zip",
@@ -28,10 +32,10 @@ def page_cache_control(max_age: int) -> str:
 def file_content_type(filename: str) -> str:
     """The Content-Type of a cached file (PEP 658 metadata is plain text)."""
     if filename.endswith(METADATA_SUFFIX):
-        return "text/plain; charset=utf-8"
+        return METADATA_TYPE
     if filename.endswith(PROVENANCE_SUFFIX):  # PEP 740: a JSON provenance object
         return "application/json"
-    for suffix, content_type in _TYPES.items():
+    for suffix, content_type in FILE_TYPES.items():
         if filename.endswith(suffix):
             return content_type
     guessed, _encoding = mimetypes.guess_type(filename, strict=False)

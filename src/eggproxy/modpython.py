@@ -1,7 +1,8 @@
 """Apache + mod_python front end: Apache serves every hit, Python fills misses.
 
-Bind it to the index's Location as a *fixup* handler (see
-``apache/eggproxy.vhost``)::
+Bind it to the cache directory's ``<Directory>`` as a *fixup* handler, for
+requests whose file does not exist (see ``apache/eggproxy.vhost``; in a
+``<Location>`` mod_python keeps Apache from mapping the URL to a file)::
 
     PythonFixupHandler eggproxy.modpython::fixup
     PythonOption eggproxy.config /etc/eggproxy/eggproxy.conf
@@ -13,6 +14,12 @@ download a file once), then points ``req.filename``/``req.finfo`` at the file
 on disk and lets Apache's own static handler send it, with Apache's ETag,
 Range and sendfile.  This module imports ``mod_python`` and is only ever
 imported by Apache.
+
+With the vhost ``eggproxy deploy apache`` prints, Apache answers cached files
+and fresh pages without calling this handler at all; it runs for misses, stale
+pages and names to redirect.  It leaves what it did in the request note
+``eggproxy`` (``%{eggproxy}n`` in a LogFormat), and its log lines go to the
+ErrorLog of the virtual host that asked.
 """
 
 from __future__ import annotations
@@ -50,12 +57,18 @@ _LEVELS = {
 }
 
 
+# The server (virtual host) of the request this thread is answering: log lines go to its
+# ErrorLog, not the main server's.
+_current = threading.local()
+
+
 class _ApacheLogHandler(logging.Handler):
-    """Send eggproxy's log lines to Apache's error log."""
+    """Send eggproxy's log lines to the error log of the virtual host being served."""
 
     def emit(self, record: logging.LogRecord) -> None:
         level = _LEVELS.get(record.levelno, apache.APLOG_NOTICE)
-        apache.log_error(f"eggproxy: {self.format(record)}", level)
+        server = getattr(_current, "server", None)
+        apache.log_error(f"eggproxy: {self.format(record)}", level, server)
 
 
 def _proxy(req: Any) -> Proxy:
@@ -88,6 +101,14 @@ def _serve(req: Any, path: str, content_type: str) -> int:
 
 def fixup(req: Any) -> int:
     """``PythonFixupHandler``: fill the cache if needed, then let Apache serve."""
+    _current.server = req.server
+    try:
+        return _fixup(req)
+    finally:
+        _current.server = None
+
+
+def _fixup(req: Any) -> int:
     if req.method not in ("GET", "HEAD"):
         req.headers_out["Allow"] = ALLOWED_METHODS
         return _error(req, METHOD_NOT_ALLOWED)
@@ -102,6 +123,7 @@ def fixup(req: Any) -> int:
             raw = urlsplit(raw).path or "/"
         target = route(raw, proxy.config.prefix)
         if isinstance(target, Redirect):
+            req.notes["eggproxy"] = "redirect"
             req.headers_out["Location"] = target.location
             return int(apache.HTTP_MOVED_PERMANENTLY)
         if isinstance(target, FileRoute):
@@ -114,6 +136,9 @@ def fixup(req: Any) -> int:
             _served(
                 req, proxy, target, "hit" if cached else "miss", cached[1] if cached else None, path
             )
+            req.notes["eggproxy"] = "file"
+            # mod_cache keeps pages only: a file is on disk already, and Apache serves it.
+            req.subprocess_env["no-cache"] = "1"
             req.headers_out["Cache-Control"] = IMMUTABLE
             return _serve(req, str(path), file_content_type(target.filename))
         fmt, content_type = choose_format(req.headers_in.get("Accept"))
@@ -123,6 +148,7 @@ def fixup(req: Any) -> int:
             _served(req, proxy, target, "error", None, None)
             raise
         _served(req, proxy, target, page.outcome, page.stat, page.path)
+        req.notes["eggproxy"] = page.outcome
         # PEP 691: one URL, two formats; shared caches must key on Accept.
         req.headers_out["Vary"] = "Accept"
         req.headers_out["Cache-Control"] = page_cache_control(page.max_age)

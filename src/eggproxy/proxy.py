@@ -336,7 +336,17 @@ class Proxy:
         # Files dropped into a local folder appear on the next request.
         if self._local and any(s.changed_since(st.st_mtime) for s in self._local):
             return None, st.st_mtime
-        return PageResult(path, "hit", int(ttl - (now - st.st_mtime)), stat=st), st.st_mtime
+        return PageResult(
+            path, "hit", self._max_age(ttl - (now - st.st_mtime)), stat=st
+        ), st.st_mtime
+
+    def _max_age(self, left: float) -> int:
+        """Seconds an HTTP cache in front (mod_cache, nginx) may reuse a page unasked.
+
+        A file dropped into a local folder must appear on the next request, which only
+        eggproxy can notice: with a local source, caches in front must ask every time.
+        """
+        return 0 if self._local else max(0, int(left))
 
     def page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).
@@ -431,7 +441,7 @@ class Proxy:
         mtime = self.cache.page_mtime(project)
         left = self.config.index_ttl - (self.clock() - mtime) if mtime else self.config.index_ttl
         path = self.cache.page_path(project, fmt)
-        return PageResult(path, outcome, max(0, int(left)), None, None, source, seconds)
+        return PageResult(path, outcome, self._max_age(left), None, None, source, seconds)
 
     def _page_source(self) -> str:
         """The source a page is asked of (the first; several when aggregating)."""

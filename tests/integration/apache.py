@@ -5,6 +5,13 @@ switches to ``www-data``; mod_python embeds Debian's ``/usr/bin/python3``.  Ever
 children read (the installed site dir, the eggproxy config) lives in world-readable
 directories under ``/tmp``, never under pytest's private (mode 700) tmp dirs.
 
+The virtual host is the one ``eggproxy deploy apache`` prints (``render_apache``), so the tested
+configuration is the shipped one; the harness adds only what Debian's ``apache2.conf`` holds
+(modules, MPM, main ``ErrorLog``) and a ``GlobalLog`` (``access.log``) naming, per request, the
+child (``pid=``), what the eggproxy fixup did (``eggproxy=``, ``-`` when it did not run) and
+mod_cache's verdict.  The vhost's own logs are ``logs/eggproxy-error.log`` and
+``logs/eggproxy-access.log``.
+
 ::
 
     site = install_site()                     # once per session: eggproxy + deps, for www-data
@@ -31,12 +38,16 @@ from pathlib import Path
 
 from tests.support import free_port
 
+from eggproxy.config import load_config
+from eggproxy.deploy.apache import MODULES as VHOST_MODULES
+from eggproxy.deploy.apache import render_apache
+
 APACHE = Path("/usr/sbin/apache2")
 MODS_AVAILABLE = Path("/etc/apache2/mods-available")
 MOD_PYTHON = Path("/usr/lib/apache2/modules/mod_python.so")
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # the interpreter mod_python embeds
 RUN_AS = "www-data"
-MODULES = ("mpm_prefork", "authz_core", "alias", "dir", "mime", "log_config", "python")
+MODULES = ("mpm_prefork", *VHOST_MODULES)
 DEPENDENCIES = (
     "packaging",
     "requests",
@@ -48,6 +59,8 @@ DEPENDENCIES = (
     "prometheus-client",
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The child that answered, what the eggproxy fixup did ("-": it did not run), what mod_cache did.
+LOG_FORMAT = r"%h pid=%P %t \"%r\" %>s %b %{ms}Tms eggproxy=%{eggproxy}n \"%{cache-status}e\""
 START_TIMEOUT = 20.0  # seconds for Apache to listen
 STOP_TIMEOUT = 10.0  # seconds after SIGTERM before SIGKILL
 
@@ -161,9 +174,13 @@ class ApacheProxy:
         start_servers: int = 4,
         start: bool = True,
         extra_config: str = "",
+        log_level: str = "info",
+        extra_apache: str = "",
     ) -> None:
         self.site, self.index = site, index
         self.extra_config = extra_config
+        self.log_level = log_level
+        self.extra_apache = extra_apache  # appended to Apache's configuration (e.g. a vhost)
         self.index_ttl, self.timeout, self.start_servers = index_ttl, timeout, start_servers
         self.base = public_dir("eggproxy-apache-")
         self.cache_dir = self.base / "cache"
@@ -171,10 +188,18 @@ class ApacheProxy:
         self.docroot = self.base / "htdocs"
         self.config_path = self.base / "eggproxy.conf"
         self.apache_conf = self.base / "apache2.conf"
+        self.mod_cache = self.base / "mod_cache_disk"  # mod_cache's copies of fresh pages
         for directory in (self.cache_dir, self.logs, self.docroot, self.base / "run"):
             directory.mkdir(mode=0o755)
+        self.mod_cache.mkdir(mode=0o700)
         user = pwd.getpwnam(RUN_AS)
         os.chown(self.cache_dir, user.pw_uid, user.pw_gid)
+        os.chown(self.mod_cache, user.pw_uid, user.pw_gid)
+        # A venv-shaped directory around the installed site, as ``render_apache`` expects.
+        self.venv = self.base / "venv"
+        lib = self.venv / "lib" / Path(os.path.realpath(SYSTEM_PYTHON)).name
+        lib.mkdir(parents=True)
+        (lib / "site-packages").symlink_to(site)
         self.port = 0
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
@@ -205,13 +230,22 @@ class ApacheProxy:
         servers = self.start_servers
         mime_types = Path("/etc/mime.types")
         types_config = f"TypesConfig {mime_types}" if mime_types.exists() else ""
+        # The vhost is the one ``eggproxy deploy apache`` prints (and ``apache/eggproxy.vhost``
+        # ships): only the server-wide settings a Debian apache2.conf would hold are ours.
+        vhost = render_apache(
+            load_config(self.config_path),
+            server_name="127.0.0.1",
+            listen=f"127.0.0.1:{self.port}",
+            venv=self.venv,
+            cache_root=self.mod_cache,
+        )
         self.apache_conf.write_text(f"""\
 ServerRoot "{self.base}"
 DefaultRuntimeDir "{self.base}/run"
 PidFile "{self.base}/run/apache2.pid"
+Define APACHE_LOG_DIR "{self.logs}"
 {load_modules()}
 ServerName 127.0.0.1
-Listen 127.0.0.1:{self.port}
 User {RUN_AS}
 Group {RUN_AS}
 StartServers {servers}
@@ -224,9 +258,9 @@ Timeout 60
 KeepAlive On
 {types_config}
 ErrorLog "{self.logs}/error.log"
-LogLevel info
-LogFormat "%h pid=%P %t \\"%r\\" %>s %b %{{ms}}Tms %{{eggproxy}}n" eggproxy
-CustomLog "{self.logs}/access.log" eggproxy
+LogLevel {self.log_level}
+LogFormat "{LOG_FORMAT}" harness
+GlobalLog "{self.logs}/access.log" harness
 DocumentRoot "{self.docroot}"
 <Directory />
     Options None
@@ -237,22 +271,8 @@ DocumentRoot "{self.docroot}"
     Require all granted
 </Directory>
 
-Alias /simple "{self.cache_dir}"
-<Directory "{self.cache_dir}">
-    Options None
-    AllowOverride None
-    Require all granted
-    <FilesMatch "^\\.">
-        Require all denied
-    </FilesMatch>
-</Directory>
-<Location /simple>
-    DirectoryIndex disabled
-    PythonInterpreter eggproxy
-    PythonPath "['{self.site}'] + sys.path"
-    PythonOption eggproxy.config "{self.config_path}"
-    PythonFixupHandler eggproxy.modpython::fixup
-</Location>
+{vhost}
+{self.extra_apache}
 """)
 
     # --- process -------------------------------------------------------------
@@ -333,12 +353,19 @@ Alias /simple "{self.cache_dir}"
 
     def error_log_text(self) -> str:
         parts = []
-        for name in ("stderr.log", "error.log"):
+        for name in ("stderr.log", "error.log", "eggproxy-error.log"):
             with contextlib.suppress(FileNotFoundError):
                 text = (self.logs / name).read_text(errors="replace")
                 if text.strip():
                     parts.append(f"--- {name} ---\n{text}")
         return "\n".join(parts) or "(empty error log)"
+
+    def log_text(self, name: str) -> str:
+        """A file of ``logs/``: ``error.log`` is the main server's, ``eggproxy-*`` the vhost's."""
+        try:
+            return (self.logs / name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def access_log_lines(self) -> list[str]:
         try:

@@ -138,6 +138,9 @@ class _ApacheFrontEnd:
     def access_log_lines(self) -> list[str]:
         return self.server.access_log_lines()
 
+    def log_text(self, name: str) -> str:
+        return self.server.log_text(name)
+
 
 def start_apache(
     request: pytest.FixtureRequest, upstream_url: str, options: ProxyOptions

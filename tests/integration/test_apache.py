@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from tests.integration.clients import ClientTools, IndexClients
 from tests.integration.upstream import Upstream
 
 # Apache-specific: whatever front ends the ``proxy`` fixture knows, these run on Apache only.
@@ -35,6 +36,7 @@ class ApacheFrontEnd(Protocol):
 
     def error_log_text(self) -> str: ...
     def access_log_lines(self) -> list[str]: ...
+    def log_text(self, name: str) -> str: ...
 
 
 def get(url: str, **headers: str) -> requests.Response:
@@ -63,6 +65,28 @@ def leftovers(cache_dir: Path) -> list[str]:
         for p in cache_dir.rglob("*")
         if p.name.endswith((".part", ".size")) or p.name.startswith(".tmp-")
     ]
+
+
+def log_lines(proxy: ApacheFrontEnd, path: str, count: int) -> list[str]:
+    """The access log lines of ``GET path``, once there are ``count`` of them.
+
+    Apache writes a line just after its response, so wait for it (bounded).
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in proxy.access_log_lines() if f'"GET {path} ' in line]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def python_notes(proxy: ApacheFrontEnd, path: str, count: int) -> list[str]:
+    """What the eggproxy fixup did for each ``GET path``, in order; ``"-"``: it did not run.
+
+    From the harness's access log (``eggproxy=%{eggproxy}n``): the fixup's request note.
+    """
+    lines = log_lines(proxy, path, count)
+    return [m.group(1) if (m := re.search(r" eggproxy=(\S+)", line)) else "?" for line in lines]
 
 
 def tree(root: Path) -> set[str]:
@@ -334,12 +358,19 @@ HOSTILE = [
     ("/simple/foo%24bar/", {400, 404}),
     ("/simple/_bad_/", {400, 404}),
     ("/simple/demo-pkg/not-listed-1.0.tar.gz", {404}),
-    ("/simple/demo-pkg/index.json", {400, 404}),
-    # Apache's own access control (``<FilesMatch "^\.">`` of the vhost) may answer first.
-    ("/simple/demo-pkg/.state.json", {400, 403, 404}),
-    ("/simple/demo-pkg/.upstream.json", {400, 403, 404}),
+    # Files that exist in the cache but are not index URLs: Apache's own access control (the
+    # vhost's ``<FilesMatch>`` and ``<DirectoryMatch>``) refuses them, Python never sees them.
+    ("/simple/demo-pkg/index.json", {403}),
+    ("/simple/index.html", {403}),
+    ("/simple/demo-pkg/.state.json", {403}),
+    ("/simple/demo-pkg/.upstream.json", {403}),
+    ("/simple/.eggproxy-layout", {403}),
+    ("/simple/.locks/demo-pkg", {403}),
+    ("/simple/.locks/", {403}),
+    ("/simple/%2elocks/demo-pkg", {403}),
+    # Not there (the lock of a finished download, a partial file): refused all the same.
     (f"/simple/demo-pkg/.{WHEEL}.lock", {400, 403, 404}),
-    ("/simple/.eggproxy-layout", {400, 403, 404}),
+    (f"/simple/demo-pkg/.{WHEEL}.part", {400, 403, 404}),
 ]
 
 
@@ -357,6 +388,10 @@ def test_hostile_requests(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
         status, body = raw_get(proxy.url, path)
         assert status in allowed, (path, status, body[:200])
         assert b"root:" not in body and state not in body, path
+    # What exists on disk but is no index URL is refused by Apache before any Python runs.
+    for path, allowed in HOSTILE:
+        if allowed == {403}:
+            assert python_notes(proxy, path, 1) == ["-"], path
 
     after_outside = {p for p in tree(outside) if not p.startswith(("logs", "cache"))}
     assert after_outside == before_outside
@@ -364,3 +399,112 @@ def test_hostile_requests(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
     assert not any("passwd" in p for p in tree(outside))
     # The page was fresh: no hostile request reached the upstream, let alone a file URL.
     assert [r[1] for r in upstream.requests[seen:]] == []
+
+
+# --- 6. hits without Python -------------------------------------------------------
+
+
+def test_file_hit_never_enters_python(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
+    path = f"/simple/demo-pkg/{WHEEL}"
+    data = upstream.file(WHEEL).path.read_bytes()
+    assert get(proxy.url + f"demo-pkg/{WHEEL}").status_code == 200  # the miss: the fixup fetches
+    for _ in range(3):
+        hit = get(proxy.url + f"demo-pkg/{WHEEL}")
+        assert hit.status_code == 200 and hit.content == data
+        # What the fixup would have sent, from the vhost alone.
+        assert hit.headers["Content-Type"] == "application/zip"
+        assert hit.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    # Sorted: a child may write its line after the next request's (the miss logs last).
+    assert sorted(python_notes(proxy, path, 4)) == ["-", "-", "-", "file"]
+    metadata = get(proxy.url + f"demo-pkg/{WHEEL}.metadata")
+    assert metadata.status_code == 200
+    assert get(proxy.url + f"demo-pkg/{WHEEL}.metadata").headers["Content-Type"] == (
+        "text/plain; charset=utf-8"
+    )
+    assert sorted(python_notes(proxy, path + ".metadata", 2)) == ["-", "file"]
+    assert upstream.hits[upstream.file_path(WHEEL)] == 1
+    # Files stay out of mod_cache's store: they are served from the cache directory itself.
+    assert all("'no-cache' is set" in line for line in log_lines(proxy, path, 4))
+
+
+@pytest.mark.parametrize("accept", [PIP_ACCEPT, "text/html"])
+def test_fresh_page_hit_never_enters_python(
+    proxy: ApacheFrontEnd, upstream: Upstream, accept: str
+) -> None:
+    first = get(proxy.url + "demo-pkg/", Accept=accept)
+    assert first.status_code == 200
+    for _ in range(3):
+        # pip asks every index page with "Cache-Control: max-age=0"; eggproxy's TTL decides.
+        hit = get(proxy.url + "demo-pkg/", Accept=accept, Cache_Control="max-age=0")
+        assert hit.status_code == 200 and hit.content == first.content
+        assert hit.headers["Content-Type"] == first.headers["Content-Type"]
+        assert "Accept" in hit.headers["Vary"]
+        assert hit.headers["X-Cache"].startswith("HIT")
+    assert sorted(python_notes(proxy, "/simple/demo-pkg/", 4)) == ["-", "-", "-", "miss"]
+    assert upstream.hits["/simple/demo-pkg/"] == 1
+
+
+@pytest.mark.proxy_options(index_ttl=1)
+def test_stale_page_is_revalidated_by_eggproxy(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
+    fresh = {accept: get(proxy.url + "demo-pkg/", Accept=accept) for accept in (PIP_ACCEPT, "")}
+    assert upstream.hits["/simple/demo-pkg/"] == 1
+    assert sorted(python_notes(proxy, "/simple/demo-pkg/", 2)) == ["hit", "miss"]
+    time.sleep(1.5)  # older than index_ttl: mod_cache's copies are stale too
+    stale = get(proxy.url + "demo-pkg/", Accept=PIP_ACCEPT)
+    assert stale.status_code == 200 and stale.content == fresh[PIP_ACCEPT].content
+    assert upstream.hits["/simple/demo-pkg/"] == 2  # eggproxy asked the upstream again
+    assert python_notes(proxy, "/simple/demo-pkg/", 3)[2] in ("revalidated", "miss")
+    # The HTML copy was stale as well: it goes back to the fixup, which finds the page fresh.
+    html = get(proxy.url + "demo-pkg/")
+    assert html.content == fresh[""].content
+    assert python_notes(proxy, "/simple/demo-pkg/", 4)[3] == "hit"
+    assert upstream.hits["/simple/demo-pkg/"] == 2
+
+
+def test_html_and_json_never_mix(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
+    """mod_cache keeps one copy per Accept (Vary: Accept), so each client gets its format."""
+    accepts = {
+        PIP_ACCEPT: JSON_TYPE,
+        JSON_TYPE: JSON_TYPE,
+        "text/html": "text/html",
+        "": "text/html",
+        "application/vnd.pypi.simple.v1+html": "application/vnd.pypi.simple.v1+html",
+    }
+    for path in ("", "demo-pkg/"):
+        bodies: dict[str, set[bytes]] = {}
+        for round_ in range(3):
+            if round_ == 1:  # every line of the first round written before the next
+                log_lines(proxy, f"/simple/{path}", len(accepts))
+            for accept, content_type in accepts.items():
+                response = get(proxy.url + path, Accept=accept)
+                assert response.status_code == 200
+                assert response.headers["Content-Type"].split(";")[0] == content_type
+                assert "Accept" in response.headers["Vary"]
+                fmt = "json" if content_type.endswith("json") else "html"
+                bodies.setdefault(fmt, set()).add(response.content)
+        assert len(bodies["json"]) == 1 and len(bodies["html"]) == 1
+        assert bodies["json"].pop().startswith(b"{")
+        assert bodies["html"].pop().lstrip().startswith(b"<")
+    # The later rounds were all answered by mod_cache.
+    later = python_notes(proxy, "/simple/demo-pkg/", 15)[len(accepts) :]
+    assert later == ["-"] * (2 * len(accepts))
+
+
+def test_pip_second_install_never_enters_python(
+    proxy: ApacheFrontEnd, upstream: Upstream, client_tools: ClientTools, tmp_path: Path
+) -> None:
+    clients = IndexClients(client_tools, proxy.url, tmp_path)
+    clients.pip_install(clients.pip_venv(), "demo-pkg")
+    seen = len(proxy.access_log_lines())
+    venv = clients.pip_venv("second-pip-venv")
+    clients.pip_install(venv, "demo-pkg")
+    assert clients.installed(venv)["demo-pkg"] == "2.0"
+    lines = [line for line in proxy.access_log_lines()[seen:] if '"GET /simple/' in line]
+    assert lines and all(" eggproxy=- " in line for line in lines), lines
+
+
+def test_log_lines_go_to_the_vhost_error_log(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
+    upstream.down = True
+    assert get(proxy.url + "demo-pkg/").status_code in BAD_GATEWAY
+    assert "eggproxy: GET /simple/demo-pkg/ -> 50" in proxy.log_text("eggproxy-error.log")
+    assert "eggproxy:" not in proxy.log_text("error.log")

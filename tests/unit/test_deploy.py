@@ -201,18 +201,16 @@ def test_cron_runs_as_the_cache_owner_by_default(tmp_path: Path) -> None:
     assert f" {owner} " in render("cron", config)
 
 
-def test_cli_apache_is_not_available_yet(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    try:
-        import eggproxy.deploy.apache  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the Apache renderer is installed")
-    assert cli.main(["deploy", "apache", "-c", str(write_config(tmp_path))]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == "eggproxy: deploy apache: not available in this installation"
+def test_cli_prints_the_apache_vhost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eggproxy.deploy.apache import render_apache
+
+    path = write_config(tmp_path)
+    args = ["deploy", "apache", "-c", str(path), "--server-name", "pypi.example.internal"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    expected = render_apache(load_config(path), server_name="pypi.example.internal")
+    assert printed.strip() == expected.strip()
+    assert "PythonFixupHandler eggproxy.modpython::fixup" in printed
 
 
 def test_cli_prints_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,6 +93,15 @@ def test_page_miss_then_hit(proxy: Proxy, adapter: FakeAdapter) -> None:
     assert "application/vnd.pypi.simple.v1+json" in adapter.requests[0].headers["Accept"]
 
 
+def test_max_age_is_the_time_left_on_the_ttl(proxy: Proxy, clock: Clock) -> None:
+    """What HTTP caches in front (mod_cache, nginx) may reuse a page for, unasked."""
+    assert proxy.page(P, "json").max_age == 60
+    clock.now += 45
+    assert proxy.page(P, "json").max_age == 15
+    clock.now += 15
+    assert proxy.page(P, "json").max_age == 60  # revalidated: a full TTL again
+
+
 def test_stale_page_is_revalidated_with_etag(
     proxy: Proxy, adapter: FakeAdapter, clock: Clock
 ) -> None:

@@ -90,6 +90,18 @@ def test_local_folder_files_appear_on_next_request(
     assert proxy.file(P, "shared-2.1.tar.gz").read_bytes() == b"newer"
 
 
+def test_with_a_local_folder_caches_in_front_must_ask_every_time(
+    setup: tuple[Proxy, FakeAdapter, Path],
+) -> None:
+    """Only eggproxy notices a new file in the folder: pages say max-age=0 (mod_cache, nginx)."""
+    proxy, _adapter, eggs = setup
+    (eggs / "shared-2.0.tar.gz").write_bytes(b"local sdist")
+    os.utime(eggs, (1, 1))
+    assert proxy.page(P, "json").max_age == 0
+    fresh = proxy.fresh_page(P, "json")
+    assert fresh is not None and fresh.max_age == 0
+
+
 def test_credentials_never_leak(
     setup: tuple[Proxy, FakeAdapter, Path], caplog: pytest.LogCaptureFixture
 ) -> None:

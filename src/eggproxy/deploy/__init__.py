@@ -11,7 +11,6 @@ importable from a source checkout without an install step.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -57,15 +56,17 @@ def render(
 
         return render_cron(config, user=user or cache_owner(config), venv=venv_path)
     if target == "apache":
-        # Written by the Apache front end's own module; absent from some installs.
+        from eggproxy.deploy.apache import DEFAULT_SERVER_NAME, RenderError, render_apache
+
         try:
-            apache = importlib.import_module("eggproxy.deploy.apache")
-        except ImportError:
-            raise DeployError("deploy apache: not available in this installation") from None
-        text = apache.render_apache(
-            config, server_name=server_name or "localhost", listen=listen, venv=venv_path
-        )
-        return str(text)
+            return render_apache(
+                config,
+                server_name=server_name or DEFAULT_SERVER_NAME,
+                listen=listen,
+                venv=venv_path,
+            )
+        except RenderError as exc:
+            raise DeployError(f"deploy apache: {exc}") from None
     raise DeployError(f"unknown deploy target {target!r} (one of {', '.join(TARGETS)})")
 
 
