@@ -444,7 +444,7 @@ def test_fresh_page_hit_never_enters_python(
     assert upstream.hits["/simple/demo-pkg/"] == 1
 
 
-@pytest.mark.proxy_options(index_ttl=1)
+@pytest.mark.proxy_options(index_ttl=1, extra_config="stale_while_revalidate = 0\n")
 def test_stale_page_is_revalidated_by_eggproxy(proxy: ApacheFrontEnd, upstream: Upstream) -> None:
     fresh = {accept: get(proxy.url + "demo-pkg/", Accept=accept) for accept in (PIP_ACCEPT, "")}
     assert upstream.hits["/simple/demo-pkg/"] == 1
