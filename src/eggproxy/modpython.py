@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 from mod_python import apache
 
 from eggproxy import loops
+from eggproxy.blocklist import CHECK_INTERVAL
 from eggproxy.config import load_config
 from eggproxy.errors import ConfigError, EggproxyError, LoopDetected
 from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
@@ -85,7 +87,27 @@ def _proxy(req: Any) -> Proxy:
             proxy = Proxy(config, metrics_dir=config.metrics_dir)
             proxy.prepare()
             _proxies[path] = proxy
+            if config.blocklist is not None:
+                _watch_policy(proxy)
         return proxy
+
+
+def _watch_policy(proxy: Proxy) -> None:
+    """Apache answers cached files without Python: look at the blocklist from a thread.
+
+    Every child that ever ran eggproxy looks every few seconds (cheap when nothing
+    changed), so a new record withholds a cached file before its next request.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(CHECK_INTERVAL)
+            try:
+                proxy.check_policy()
+            except Exception:  # never let the watcher die of one bad look
+                log.exception("blocklist check failed")
+
+    threading.Thread(target=watch, name="eggproxy-policy", daemon=True).start()
 
 
 def _serve(req: Any, path: str, content_type: str) -> int:

@@ -172,10 +172,21 @@ def start_nginx(
     return _ApacheFrontEnd(server)
 
 
+def page_cache_in_front(front_end: FrontEnd) -> str | None:
+    """The web server keeping its own copy of pages in front of eggproxy, if any."""
+    server = getattr(front_end, "server", None)
+    if isinstance(server, nginx.NginxProxy):
+        return "nginx"  # proxy_cache
+    if isinstance(server, apache.ApacheProxy):
+        return "apache"  # mod_cache (issue 14)
+    return None
+
+
 def skip_behind_nginx(front_end: FrontEnd, why: str) -> None:
-    """Skip a test of eggproxy's own page freshness where nginx answers from its own copy."""
-    if isinstance(getattr(front_end, "server", None), nginx.NginxProxy):
-        pytest.skip(f"nginx serves its own copy of a page for its max-age: {why}")
+    """Skip a test of eggproxy's own page freshness where a page cache answers in front."""
+    kind = page_cache_in_front(front_end)
+    if kind is not None:
+        pytest.skip(f"{kind} serves its own copy of a page for its max-age: {why}")
 
 
 FRONT_ENDS: dict[str, Starter] = {

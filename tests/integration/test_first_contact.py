@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import FixtureFiles, FrontEnd
+from conftest import FixtureFiles, FrontEnd, page_cache_in_front
 from tests.integration.standalone import CLIENT_TIMEOUT, StandaloneServer, clean_env, start_serve
 from tests.integration.upstream import Upstream
 from tests.support import free_port
@@ -203,7 +203,10 @@ def test_both_front_ends_refuse_a_looped_request(proxy: FrontEnd, upstream: Upst
     requests.get(f"{proxy.url}demo-pkg/", timeout=CLIENT_TIMEOUT).raise_for_status()
     via = next(h["Via"] for _m, p, h in upstream.requests if p == "/simple/demo-pkg/")
     before = len(upstream.requests)
-    for path in ("dep-pkg/", "demo-pkg/"):  # a miss and a hit: neither is answered
+    # A miss and a hit: neither is answered.  (Apache answers a fresh page from mod_cache
+    # without eggproxy, forwarding nothing: no loop to cut there.)
+    paths = ["dep-pkg/"] if page_cache_in_front(proxy) == "apache" else ["dep-pkg/", "demo-pkg/"]
+    for path in paths:
         looped = requests.get(f"{proxy.url}{path}", headers={"Via": via}, timeout=CLIENT_TIMEOUT)
         assert looped.status_code == 508, looped.text
     assert len(upstream.requests) == before

@@ -373,13 +373,14 @@ def test_apache_writes_the_same_metrics(up: Upstream, request: pytest.FixtureReq
             assert result.returncode == 0, result.stderr
             return metrics_of(result.stdout)
 
-        # Each Apache process writes its counts within a second.
-        assert wait_until(lambda: all_requests(printed()) == 4), printed()
+        # Each Apache process writes its counts within a second.  Hits are answered by
+        # Apache alone (no Python, issue 14): only what reached eggproxy is counted.
+        assert wait_until(lambda: all_requests(printed()) == 2), printed()
         found = printed()
         assert requests_total(found, "page", "miss") == 1
-        assert requests_total(found, "page", "hit") == 1
+        assert requests_total(found, "page", "hit") == 0
         assert requests_total(found, "file", "miss") == 1
-        assert requests_total(found, "file", "hit") == 1
+        assert requests_total(found, "file", "hit") == 0
         assert found[sample_key("eggproxy_upstream_requests_total", {"source": "upstream"})] == 2
         assert found["eggproxy_downloads_total"] == 1
         assert found["eggproxy_cache_files"] == 1
