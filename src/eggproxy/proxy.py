@@ -346,7 +346,7 @@ class Proxy:
         A file dropped into a local folder must appear on the next request, which only
         eggproxy can notice: with a local source, caches in front must ask every time.
         """
-        return 0 if self._local else max(0, int(left))
+        return 0 if self._local else max(0, round(left))
 
     def page(self, project: NormalizedName | None, fmt: Format) -> PageResult:
         """Return the cached page of ``project`` (``None``: the root page).

@@ -150,7 +150,10 @@ def test_stale_pages_go_back_to_eggproxy(own_upstream: Upstream) -> None:
     """index_ttl = 1: after a second nginx's copy has expired and eggproxy revalidates."""
     require_nginx()
     upstream = own_upstream
-    with NginxProxy(upstream.url, index_ttl=1) as front:
+    # eggproxy revalidates while this request waits (no stale-while-revalidate window).
+    with NginxProxy(
+        upstream.url, index_ttl=1, extra_config="stale_while_revalidate = 0\n"
+    ) as front:
         before = get(front.url + "demo-pkg/", JSON_TYPE).json()
         upstream.add_file("demo-pkg", "demo_pkg-3.0.tar.gz", b"new release")
         # Past index_ttl, and past nginx's whole-second clock (docs/decisions/0005).
