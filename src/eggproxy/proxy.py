@@ -265,7 +265,14 @@ class Proxy:
             usage=self.cache_usage(),
             directory=self.metrics.directory,
             urls={s.name: s.url or str(s.path) for s in self.config.effective_sources},
+            disk=self._disk_or_none(),
         )
+
+    def _disk_or_none(self) -> DiskSpace | None:
+        try:
+            return self.disk_free()
+        except OSError:
+            return None
 
     def prune(self) -> PruneReport | None:
         """Evict least recently served files if the cache is over ``max_cache_size``."""

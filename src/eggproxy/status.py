@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from eggproxy.config import Config
+from eggproxy.diskspace import DiskSpace
 from eggproxy.metrics import KINDS, OUTCOMES, CacheUsage, process_status, sample_key, totals
 
 STARTED: Final = "started"  # file in the metrics directory: when eggproxy serve started
@@ -39,6 +40,7 @@ def build_status(
     usage: CacheUsage,
     directory: Path | None,
     urls: Mapping[str, str],
+    disk: DiskSpace | None = None,
 ) -> dict[str, Any]:
     """The status as JSON-ready data."""
     counts = totals(directory) if directory is not None else {}
@@ -102,6 +104,10 @@ def build_status(
             "files": usage.files,
             "projects": usage.projects,
             "max_cache_size": config.max_cache_size,
+            # Issue 16: a nearly full file system is said before it answers 507.
+            "disk_free_bytes": disk.free if disk else None,
+            "disk_total_bytes": disk.total if disk else None,
+            "disk_low": disk.low if disk else None,
         },
         "requests": {
             "total": sum(requests.values()),
@@ -188,6 +194,12 @@ def status_html(status: Mapping[str, Any]) -> bytes:
         ),
         _row("cache size", _size(cache["bytes"]), "cache-bytes", cache["bytes"]),
         _row("cache limit", _size(cache["max_cache_size"]), "cache-limit", cache["max_cache_size"]),
+        _row(
+            "disk free" + (" (LOW: near full)" if cache.get("disk_low") else ""),
+            f"{_size(cache.get('disk_free_bytes'))} of {_size(cache.get('disk_total_bytes'))}",
+            "disk-free",
+            cache.get("disk_free_bytes"),
+        ),
         _row("cached files", cache["files"], "cache-files"),
         _row("cached projects", cache["projects"], "cache-projects"),
         _row("requests", requests["total"], "requests-total"),

@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-from eggproxy.config import config_from_mapping
+from eggproxy.config import Config, config_from_mapping
+from eggproxy.diskspace import DiskSpace
 from eggproxy.metrics import CacheUsage, Metrics
 from eggproxy.status import build_status, status_html
 
@@ -58,3 +59,21 @@ def test_status_without_metrics(tmp_path: Path) -> None:
     )
     assert status["requests"]["hit_ratio"] is None and not status["metrics"]
     assert "Metrics are off" in status_html(status).decode()
+
+
+def test_status_warns_of_a_nearly_full_disk(tmp_path: Path) -> None:
+    # Issue 16: the status page says so before the disk answers 507.
+    config = Config(cache_dir=tmp_path, index="https://up.test/simple/")
+    status = build_status(
+        config,
+        version="9.9",
+        started=100.0,
+        now=100.0,
+        usage=CacheUsage(0, 0, 0),
+        directory=None,
+        urls={"upstream": "https://up.test/simple/"},
+        disk=DiskSpace(free=10 << 20, total=100 << 30),
+    )
+    assert status["cache"]["disk_low"] is True
+    assert status["cache"]["disk_free_bytes"] == 10 << 20
+    assert b"disk free (LOW: near full)" in status_html(status)
