@@ -49,7 +49,7 @@ PROVENANCE_SUFFIX: Final = ".provenance"
 _SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~!-]*")
 # Legacy formats PyPI still lists for old projects; wheels and sdists are
 # recognised by packaging, eggs by their PEP 376-era naming.
-_LEGACY_SUFFIXES: Final = (
+LEGACY_SUFFIXES: Final = (
     ".egg",
     ".tar.bz2",
     ".tar.xz",
@@ -100,7 +100,7 @@ def dist_kind(filename: str) -> DistKind | None:
         return "sdist"
     if filename.endswith(".egg"):
         return "egg" if _EGG.fullmatch(filename) else "legacy"
-    if filename.endswith(_LEGACY_SUFFIXES):
+    if filename.endswith(LEGACY_SUFFIXES):
         return "legacy"
     return None
 

@@ -6,18 +6,17 @@ Counts are taken at the upstream double; nothing here times anything.
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import requests
-from conftest import skip_behind_nginx
+from conftest import FrontEnd, skip_behind_nginx
+from test_freshness import age_page
 from tests.integration.standalone import StandaloneServer, start_serve, wait_until
 from tests.integration.upstream import Upstream
 
@@ -29,11 +28,6 @@ PAGE = "/simple/demo-pkg/"
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 UNLISTED = "demo_pkg-99.0-py3-none-any.whl"
 CLIENTS = 16
-
-
-class FrontEnd(Protocol):
-    url: str
-    cache_dir: Path
 
 
 def get(url: str) -> requests.Response:
@@ -49,12 +43,6 @@ def concurrently(url: str, count: int = CLIENTS) -> list[requests.Response]:
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(one, range(count)))
-
-
-def age_page(cache_dir: Path, project: str, seconds: float) -> None:
-    when = time.time() - seconds
-    for name in ("index.html", "index.json"):
-        os.utime(cache_dir / project / name, (when, when))
 
 
 def warm_up(proxy: FrontEnd) -> None:

@@ -10,11 +10,10 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 import requests
-from conftest import skip_behind_nginx
+from conftest import FrontEnd, skip_behind_nginx
 from tests.integration.standalone import wait_until
 from tests.integration.upstream import Upstream
 
@@ -26,11 +25,6 @@ pytestmark = [
 PAGE = "/simple/demo-pkg/"
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 CLIENTS = 16
-
-
-class FrontEnd(Protocol):
-    url: str
-    cache_dir: Path
 
 
 def get(url: str) -> requests.Response:

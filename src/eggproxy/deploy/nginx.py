@@ -30,27 +30,12 @@ from eggproxy.config import Config
 from eggproxy.deploy import DeployError
 from eggproxy.headers import IMMUTABLE, file_content_type
 from eggproxy.loops import pseudonym
-from eggproxy.names import METADATA_SUFFIX
+from eggproxy.names import LEGACY_SUFFIXES, METADATA_SUFFIX
 
 DEFAULT_PAGE_CACHE: Final = Path("/var/lib/nginx/eggproxy")
 # Distribution suffixes a cache may hold (names.dist_kind), by the last
 # extension nginx types files on, with the type ``eggproxy serve`` sends.
-_SUFFIXES: Final = (
-    ".whl",
-    ".zip",
-    ".tar.gz",
-    ".egg",
-    ".tar.bz2",
-    ".tar.xz",
-    ".tgz",
-    ".tbz",
-    ".tar",
-    ".exe",
-    ".msi",
-    ".rpm",
-    ".dmg",
-    ".deb",
-)
+_SUFFIXES: Final = (".whl", ".zip", ".tar.gz", *LEGACY_SUFFIXES)
 # A name valid as a path segment in these files: what config and cache paths may hold.
 _SAFE_PATH: Final = re.compile(r"[A-Za-z0-9._~/+@:,=-]+")
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9.*_-]+")
