@@ -78,6 +78,9 @@ class Config:
     # is revalidated in the background (0: the request waits for the upstream).
     stale_while_revalidate: int = 86400
     negative_ttl: int = 60  # seconds a name no source knows is answered 404 at once (0: off)
+    # eggproxy serve: a page served within its TTL is revalidated in the background
+    # once it has less than this many seconds of freshness left (0: off).
+    refresh_ahead: float = 0.0
     timeout: float = 30.0  # seconds for upstream connect and read
     prefix: str = DEFAULT_PREFIX
     update_concurrency: int = 8
@@ -496,6 +499,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "index_ttl": _number(int, 0),
     "stale_while_revalidate": _number(int, 0),
     "negative_ttl": _number(int, 0),
+    "refresh_ahead": parse_duration,
     "timeout": _number(float, 0.1),
     "prefix": _parse_prefix,
     "update_concurrency": _number(int, 1),

@@ -147,6 +147,8 @@ class Proxy:
         self._track = config.max_cache_size is not None
         self._measured: tuple[float, Inventory] | None = None
         self._negative = NegativeCache(self.cache.root, config.negative_ttl)
+        self._ahead = config.refresh_ahead > 0
+        self._served_pages: dict[NormalizedName, int] = {}  # served lately (refresh_ahead)
         self._background = Background()
         blocklist = Blocklist(config.blocklist) if config.blocklist is not None else None
         self.policy = Policy(config, blocklist, clock)
@@ -326,7 +328,41 @@ class Proxy:
 
     def fresh_page(self, project: NormalizedName | None, fmt: Format) -> PageResult | None:
         """The page if it is cached and fresh: one ``stat``, never blocks on I/O."""
-        return self._lookup(project, fmt)[0]
+        result = self._lookup(project, fmt)[0]
+        if result is not None and self._ahead and project is not None:
+            self._served_pages[project] = result.max_age  # refresh_ahead: one dict store
+        return result
+
+    def refresh_ahead(self) -> int:
+        """Revalidate in the background the pages served lately that are about to go stale.
+
+        ``refresh_ahead`` seconds before a page served since the last call
+        goes stale, it is revalidated (once, conditionally), so that the next
+        client finds it fresh instead of stale.  Returns how many were queued.
+        """
+        served, self._served_pages = self._served_pages, {}
+        queued = 0
+        for project in served:
+            mtime = self.cache.page_mtime(project)
+            if mtime is None:
+                continue
+            left = self.config.index_ttl - (self.clock() - mtime)
+            if 0 < left <= self.config.refresh_ahead:
+                job = functools.partial(self._revalidate_ahead, project)
+                queued += self._background.submit(project, job)
+            elif left > self.config.refresh_ahead:
+                self._served_pages.setdefault(project, int(left))  # look again later
+        return queued
+
+    def _revalidate_ahead(self, project: NormalizedName) -> None:
+        """A revalidation of a page still fresh (refresh_ahead), under its lock."""
+        with self.cache.try_lock(self._page_lock(project)) as held:
+            if not held:
+                return
+            try:
+                self._refresh_locked(project, self.cache.snapshot(project))
+            except EggproxyError as exc:  # the page stays as it is, and goes stale as usual
+                log.warning("refreshing %s ahead failed: %s", project, exc)
 
     def _lookup(
         self, project: NormalizedName | None, fmt: Format

@@ -273,3 +273,32 @@ def test_full_disk_while_revalidating_serves_the_stale_page(
 def test_disk_free(proxy: Proxy) -> None:
     space = proxy.disk_free()
     assert 0 <= space.free <= space.total
+
+
+def test_refresh_ahead_revalidates_a_served_page_before_it_goes_stale(
+    tmp_path: Path, adapter: FakeAdapter, clock: Clock
+) -> None:
+    proxy = make_proxy(tmp_path, adapter, clock, refresh_ahead=30)
+    proxy.page(P, "json")
+    clock.now += TTL - 20  # 20 s of freshness left: within refresh_ahead
+    assert proxy.fresh_page(P, "json") is not None  # served: remembered
+    adapter.answers[PAGE] = (304, {}, b"")
+    assert proxy.refresh_ahead() == 1
+    for _ in range(200):  # bounded wait for the background thread
+        if not proxy.revalidations_pending():
+            break
+        time.sleep(0.01)
+    assert adapter.calls[PAGE] == 2
+    hit = proxy.fresh_page(P, "json")
+    assert hit is not None and hit.max_age == TTL  # fresh again, as of now
+    assert proxy.refresh_ahead() == 0  # nothing served is about to go stale
+
+
+def test_refresh_ahead_leaves_pages_nobody_asked_for(
+    tmp_path: Path, adapter: FakeAdapter, clock: Clock
+) -> None:
+    proxy = make_proxy(tmp_path, adapter, clock, refresh_ahead=30)
+    proxy.page(P, "json")
+    clock.now += TTL - 20
+    assert proxy.refresh_ahead() == 0
+    assert adapter.calls[PAGE] == 1

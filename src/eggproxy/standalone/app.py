@@ -70,6 +70,7 @@ class App:
         self.route = functools.lru_cache(maxsize=4096)(self._route)
         self.negotiate = functools.lru_cache(maxsize=256)(choose_format)
         self._watch: asyncio.Task[None] | None = None
+        self._ahead: asyncio.Task[None] | None = None
 
     def _route(self, path: str) -> Route | EggproxyError:
         try:
@@ -91,10 +92,13 @@ class App:
                 log.debug("worker %d ready", os.getpid())
                 if self.proxy.policy.blocklist is not None:
                     self._watch = asyncio.create_task(self.watch_policy())
+                if self.config.refresh_ahead > 0:
+                    self._ahead = asyncio.create_task(self.refresh_ahead())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._watch is not None:
-                    self._watch.cancel()
+                for task in (self._watch, self._ahead):
+                    if task is not None:
+                        task.cancel()
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -112,6 +116,17 @@ class App:
                 await loop.run_in_executor(self.pool, self.proxy.check_policy)
             except Exception:
                 log.exception("blocklist check failed")
+
+    async def refresh_ahead(self) -> None:
+        """Every few seconds, revalidate the pages served lately that are about to go stale."""
+        loop = asyncio.get_running_loop()
+        interval = max(1.0, min(60.0, self.config.refresh_ahead / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(self.pool, self.proxy.refresh_ahead)
+            except Exception:
+                log.exception("refresh ahead failed")
 
     def close(self) -> None:
         if self.access_log is not None:
