@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from tests.integration.upstream import Upstream
+
 from bench.run import (
     INSTALL_TIMEOUT,
     Eggproxy,
@@ -39,7 +41,6 @@ from bench.run import (
     log,
     make_venv,
 )
-from tests.integration.upstream import Upstream
 
 TARGETS: Final = {"fast cold": 1.2, "fast warm": 1.05, "slow cold": 1.05}
 
@@ -47,12 +48,17 @@ TARGETS: Final = {"fast cold": 1.2, "fast warm": 1.05, "slow cold": 1.05}
 def command(client: str, uv: str | None, python: Path, url: str, dest: Path) -> list[str]:
     if client == "uv":
         assert uv is not None
-        return [uv, "pip", "install", "--no-cache", "--quiet", "--python", str(python)] + [
-            "--index-url",
-            url,
-        ]
-    return [str(python), "-m", "pip", "download", "--no-cache-dir", "--quiet", "-d", str(dest)] + [
-        "--index-url",
+        return [uv, "pip", "install", "--no-cache", "-q", "--python", str(python), "-i", url]
+    return [
+        str(python),
+        "-m",
+        "pip",
+        "download",
+        "--no-cache-dir",
+        "-q",
+        "-d",
+        str(dest),
+        "-i",
         url,
     ]
 
@@ -113,7 +119,8 @@ def main() -> int:
                             cold = timed(client, uv, template, work, url, names)
                             warm = timed(client, uv, template, work, url, names)
                         shutil.rmtree(cache, ignore_errors=True)
-                        log(f"{link} {client:3} direct {direct:.3f}s cold {cold:.3f}s warm {warm:.3f}s")
+                        took = f"direct {direct:.3f}s cold {cold:.3f}s warm {warm:.3f}s"
+                        log(f"{link} {client:3} {took}")
                         if n == 0:
                             continue
                         for what, seconds in (("direct", direct), ("cold", cold), ("warm", warm)):
@@ -135,7 +142,7 @@ class _serving:
 
 
 def report(times: dict[str, list[float]], clients: list[str], args: argparse.Namespace) -> None:
-    print(f"\nmiss path, {args.packages} packages, median of {args.repeat} (seconds; ratio to direct)")
+    print(f"\nmiss path, {args.packages} packages, median of {args.repeat} (s; ratio to direct)")
     print(f"slow link: {args.page_delay:g}s per page, {args.file_delay:g}s per file chunk")
     for link in ("fast", "slow"):
         for client in clients:

@@ -504,11 +504,9 @@ class Proxy:
         upstream = project_json_bytes(page, relative=False)
         stamp = self._stamp(started, view)
         changed = self._write(project, html, json_page, upstream, fetched, old, started, stamp)
-        # What the next file miss would parse from the copy just written: the stored copy
-        # has the normalised name and PEP 700 versions (tests/unit/test_parsedpages.py checks the round trip).
-        page = replace(
-            page, name=canonicalize_name(page.name), versions=tuple(page_versions(page))
-        )
+        # What the next file miss would parse from the copy just written: the stored copy has
+        # the normalised name and PEP 700 versions (tests/unit/test_parsedpages.py: round trip).
+        page = replace(page, name=canonicalize_name(page.name), versions=tuple(page_versions(page)))
         self._parsed.put(project, identity(self.cache.project_dir(project) / UPSTREAM), page)
         return changed
 
