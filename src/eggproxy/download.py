@@ -10,6 +10,7 @@ a static server never sees a file that was not verified.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -76,10 +77,19 @@ class Downloader:
         # Wakes followers in this process as soon as a download announces its size, writes
         # a chunk or ends (issue 13: no 5 ms naps per miss); other processes still poll.
         self._progress = threading.Condition()
+        # Partial files whose size and hash were checked (target -> inode): followers here
+        # finish their response while the holder still fsyncs and renames (issue 13).
+        self._verified: dict[Path, int] = {}
 
     def _notify(self) -> None:
         with self._progress:
             self._progress.notify_all()
+
+    def _is_verified(self, target: Path, handle: BinaryIO) -> bool:
+        """Whether the partial file read through ``handle`` passed its checks here."""
+        with self._inflight_lock:
+            inode = self._verified.get(target)
+        return inode is not None and inode == os.fstat(handle.fileno()).st_ino
 
     def _wait(self) -> None:
         """Until a download here makes progress, or one poll interval (another process's)."""
@@ -140,7 +150,9 @@ class Downloader:
                 future.result()  # raises the download's error
                 return target.stat().st_size, None
             self._wait()
-        return size, _follow(target, self.cache.part_path(target), future, self._wait)
+        part = self.cache.part_path(target)
+        verified = functools.partial(self._is_verified, target)
+        return size, _follow(target, part, future, self._wait, verified)
 
     def shutdown(self) -> None:
         """Abort downloads in progress (their partial files are removed)."""
@@ -204,6 +216,9 @@ class Downloader:
                         url=wanted.url,
                     ) from None
             _verify(wanted, size, declared, expected, digest)
+            with self._inflight_lock:
+                self._verified[wanted.target] = os.fstat(fd).st_ino
+            self._notify()
             try:
                 os.fsync(fd)
                 os.replace(part, wanted.target)
@@ -214,6 +229,8 @@ class Downloader:
                 part.unlink()
             raise
         finally:
+            with self._inflight_lock:
+                self._verified.pop(wanted.target, None)
             if fd >= 0:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
@@ -254,13 +271,20 @@ def _verify(
 
 
 def _follow(
-    target: Path, part: Path, future: Future[Path], wait: Callable[[], None]
+    target: Path,
+    part: Path,
+    future: Future[Path],
+    wait: Callable[[], None],
+    verified: Callable[[BinaryIO], bool] = lambda _handle: False,
 ) -> Iterator[bytes]:
     """Yield the bytes of ``part`` as the holder writes them, until it is ``target``.
 
     The last chunk read is held back until the download is verified, so a
     consumer never has the whole file before its hash was checked: a front
-    end that promised a ``Content-Length`` ends short on any failure.
+    end that promised a ``Content-Length`` ends short on any failure.  A
+    follower in the holder's process learns of the check (``verified``)
+    before the holder's fsync and rename and yields the rest at once; the
+    iterator still ends only when the download is done (file in the cache).
     """
     handle = None
     pending = b""
@@ -284,8 +308,15 @@ def _follow(
                 pending = chunk
                 continue
             if not future.done():
-                wait()
-                continue
+                if not verified(handle):
+                    wait()
+                    continue
+                rest = pending + handle.read()  # all written and checked: the rest
+                if rest:
+                    yield rest  # the client has it all while the holder fsyncs
+                while not future.done():  # ends only once the file is in the cache
+                    wait()
+                return
             _raise_failure(future)
             # Done: our bytes are verified only if what we read became the target.
             if not _same_file(handle, target):
