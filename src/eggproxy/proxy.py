@@ -56,6 +56,7 @@ from eggproxy.negative import NegativeCache
 from eggproxy.parse import iter_index_json, project_from_json
 from eggproxy.parsedpages import ParsedPages, identity
 from eggproxy.policy import Policy, View, Withheld, iso, offered
+from eggproxy.powerloss import first_start_since_boot, torn_pages
 from eggproxy.prune import PruneReport, prune
 from eggproxy.render import index_pages, page_versions, project_html, project_json_bytes
 from eggproxy.routes import FileRoute, Redirect, Route
@@ -162,6 +163,7 @@ class Proxy:
         asking upstream) when the policy changed since they were rendered.
         """
         self.cache.prepare()
+        self._drop_torn_pages()
         removed = self.cache.clean_partials()
         if removed:
             log.info("removed %d leftover partial files", removed)
@@ -179,6 +181,19 @@ class Proxy:
             self.cache.write_policy(fingerprint)
             if projects:
                 log.info("policy changed: rendered %d cached page(s) again", len(projects))
+
+    def _drop_torn_pages(self) -> None:
+        """At the first start after a boot: remove pages a power loss tore (powerloss.py)."""
+        since = first_start_since_boot(self.cache.root)
+        if since is None:
+            return
+        for directory in torn_pages(self.cache.root, since):
+            if directory == self.cache.root:
+                for fmt in ("html", "json"):
+                    self.cache.page_path(None, fmt).unlink(missing_ok=True)
+            else:
+                self.cache.remove_page(NormalizedName(directory.name))
+            log.warning("removed the torn pages of %s (power loss?): fetched again", directory.name)
 
     def is_loop(self, via: str | None) -> bool:
         """Whether a request with this ``Via`` header came through this eggproxy already.
