@@ -77,11 +77,14 @@ class Downloader:
         # Wakes followers in this process as soon as a download announces its size, writes
         # a chunk or ends (issue 13: no 5 ms naps per miss); other processes still poll.
         self._progress = threading.Condition()
+        self._waiting = 0  # threads in _wait: nobody to wake, no futex call per chunk
         # Partial files whose size and hash were checked (target -> inode): followers here
         # finish their response while the holder still fsyncs and renames (issue 13).
         self._verified: dict[Path, int] = {}
 
     def _notify(self) -> None:
+        if not self._waiting:  # read without the lock: a missed wake-up costs one poll
+            return
         with self._progress:
             self._progress.notify_all()
 
@@ -94,7 +97,11 @@ class Downloader:
     def _wait(self) -> None:
         """Until a download here makes progress, or one poll interval (another process's)."""
         with self._progress:
-            self._progress.wait(_POLL)
+            self._waiting += 1
+            try:
+                self._progress.wait(_POLL)
+            finally:
+                self._waiting -= 1
 
     def ensure(self, wanted: Wanted) -> Path:
         """Make sure ``wanted.target`` is in the cache, downloading it if needed.
