@@ -10,7 +10,6 @@ a static server never sees a file that was not verified.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -78,21 +77,12 @@ class Downloader:
         # a chunk or ends (issue 13: no 5 ms naps per miss); other processes still poll.
         self._progress = threading.Condition()
         self._waiting = 0  # threads in _wait: nobody to wake, no futex call per chunk
-        # Partial files whose size and hash were checked (target -> inode): followers here
-        # finish their response while the holder still fsyncs and renames (issue 13).
-        self._verified: dict[Path, int] = {}
 
     def _notify(self) -> None:
         if not self._waiting:  # read without the lock: a missed wake-up costs one poll
             return
         with self._progress:
             self._progress.notify_all()
-
-    def _is_verified(self, target: Path, handle: BinaryIO) -> bool:
-        """Whether the partial file read through ``handle`` passed its checks here."""
-        with self._inflight_lock:
-            inode = self._verified.get(target)
-        return inode is not None and inode == os.fstat(handle.fileno()).st_ino
 
     def _wait(self) -> None:
         """Until a download here makes progress, or one poll interval (another process's)."""
@@ -157,9 +147,7 @@ class Downloader:
                 future.result()  # raises the download's error
                 return target.stat().st_size, None
             self._wait()
-        part = self.cache.part_path(target)
-        verified = functools.partial(self._is_verified, target)
-        return size, _follow(target, part, future, self._wait, verified)
+        return size, _follow(target, self.cache.part_path(target), future, self._wait)
 
     def shutdown(self) -> None:
         """Abort downloads in progress (their partial files are removed)."""
@@ -223,9 +211,6 @@ class Downloader:
                         url=wanted.url,
                     ) from None
             _verify(wanted, size, declared, expected, digest)
-            with self._inflight_lock:
-                self._verified[wanted.target] = os.fstat(fd).st_ino
-            self._notify()
             try:
                 os.fsync(fd)
                 os.replace(part, wanted.target)
@@ -236,8 +221,6 @@ class Downloader:
                 part.unlink()
             raise
         finally:
-            with self._inflight_lock:
-                self._verified.pop(wanted.target, None)
             if fd >= 0:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
@@ -278,20 +261,13 @@ def _verify(
 
 
 def _follow(
-    target: Path,
-    part: Path,
-    future: Future[Path],
-    wait: Callable[[], None],
-    verified: Callable[[BinaryIO], bool] = lambda _handle: False,
+    target: Path, part: Path, future: Future[Path], wait: Callable[[], None]
 ) -> Iterator[bytes]:
     """Yield the bytes of ``part`` as the holder writes them, until it is ``target``.
 
     The last chunk read is held back until the download is verified, so a
     consumer never has the whole file before its hash was checked: a front
-    end that promised a ``Content-Length`` ends short on any failure.  A
-    follower in the holder's process learns of the check (``verified``)
-    before the holder's fsync and rename and yields the rest at once; the
-    iterator still ends only when the download is done (file in the cache).
+    end that promised a ``Content-Length`` ends short on any failure.
     """
     handle = None
     pending = b""
@@ -315,15 +291,8 @@ def _follow(
                 pending = chunk
                 continue
             if not future.done():
-                if not verified(handle):
-                    wait()
-                    continue
-                rest = pending + handle.read()  # all written and checked: the rest
-                if rest:
-                    yield rest  # the client has it all while the holder fsyncs
-                while not future.done():  # ends only once the file is in the cache
-                    wait()
-                return
+                wait()
+                continue
             _raise_failure(future)
             # Done: our bytes are verified only if what we read became the target.
             if not _same_file(handle, target):
