@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--page-delay", type=float, default=0.03, help="slow link, per page")
     parser.add_argument("--file-delay", type=float, default=0.03, help="slow link, per chunk")
     parser.add_argument("--clients", default="pip,uv", help="pip,uv (default: both)")
+    parser.add_argument("--links", default="fast,slow", help="fast,slow (default: both)")
     args = parser.parse_args()
     uv = find_uv()
     clients = [c for c in args.clients.split(",") if c != "uv" or uv]
@@ -105,7 +106,7 @@ def main() -> int:
         )
         times: dict[str, list[float]] = {}
         with Upstream(files) as upstream:
-            for link in ("fast", "slow"):
+            for link in args.links.split(","):
                 slow = link == "slow"
                 upstream.delay_pages = args.page_delay if slow else 0.0
                 upstream.slow.clear()
@@ -144,7 +145,7 @@ class _serving:
 def report(times: dict[str, list[float]], clients: list[str], args: argparse.Namespace) -> None:
     print(f"\nmiss path, {args.packages} packages, median of {args.repeat} (s; ratio to direct)")
     print(f"slow link: {args.page_delay:g}s per page, {args.file_delay:g}s per file chunk")
-    for link in ("fast", "slow"):
+    for link in args.links.split(","):
         for client in clients:
             key = f"{link} {client}"
             direct = statistics.median(times[f"{key} direct"])
