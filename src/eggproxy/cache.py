@@ -304,9 +304,15 @@ class Cache:
 
     def restore(self, project: NormalizedName, filenames: Iterable[str]) -> list[str]:
         """Put withheld files back in place (offered again)."""
-        restored = []
+        restored: list[str] = []
+        # One listing instead of three renames per offered file (issue 13: on every page miss).
+        present = set(self.withheld_files(project))
+        if not present:
+            return restored
         for filename in filenames:
             for name in companions(filename):
+                if name not in present:
+                    continue
                 source = self.withheld_path(project, name)
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(source, self.file_path(project, name))

@@ -73,6 +73,25 @@ class Downloader:
         self._inflight: dict[Path, Future[Path]] = {}
         self._inflight_lock = threading.Lock()
         self._stopping = threading.Event()
+        # Wakes followers in this process as soon as a download announces its size, writes
+        # a chunk or ends (issue 13: no 5 ms naps per miss); other processes still poll.
+        self._progress = threading.Condition()
+        self._waiting = 0  # threads in _wait: nobody to wake, no futex call per chunk
+
+    def _notify(self) -> None:
+        if not self._waiting:  # read without the lock: a missed wake-up costs one poll
+            return
+        with self._progress:
+            self._progress.notify_all()
+
+    def _wait(self) -> None:
+        """Until a download here makes progress, or one poll interval (another process's)."""
+        with self._progress:
+            self._waiting += 1
+            try:
+                self._progress.wait(_POLL)
+            finally:
+                self._waiting -= 1
 
     def ensure(self, wanted: Wanted) -> Path:
         """Make sure ``wanted.target`` is in the cache, downloading it if needed.
@@ -127,8 +146,8 @@ class Downloader:
             if future.done():
                 future.result()  # raises the download's error
                 return target.stat().st_size, None
-            time.sleep(_POLL)
-        return size, _follow(target, self.cache.part_path(target), future)
+            self._wait()
+        return size, _follow(target, self.cache.part_path(target), future, self._wait)
 
     def shutdown(self) -> None:
         """Abort downloads in progress (their partial files are removed)."""
@@ -145,6 +164,7 @@ class Downloader:
             self._inflight[wanted.target] = future
         # Outside the lock: a future already done runs the callback right here.
         future.add_done_callback(lambda done: self._forget(wanted.target, done))
+        future.add_done_callback(lambda _done: self._notify())
         return future
 
     def _forget(self, target: Path, future: Future[Path]) -> None:
@@ -174,12 +194,14 @@ class Downloader:
                 if length is not None:
                     # Followers need the size before the first byte (Content-Length).
                     write_atomic(sidecar, str(length).encode())
+                    self._notify()
                 fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
                     for chunk in response.iter_content(CHUNK_SIZE):
                         if self._stopping.is_set():
                             raise UpstreamError(f"download of {wanted.target.name} cancelled")
                         _write(fd, chunk, wanted.target.name)
+                        self._notify()
                         size += len(chunk)
                         if digest is not None:
                             digest.update(chunk)
@@ -238,7 +260,9 @@ def _verify(
         )
 
 
-def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
+def _follow(
+    target: Path, part: Path, future: Future[Path], wait: Callable[[], None]
+) -> Iterator[bytes]:
     """Yield the bytes of ``part`` as the holder writes them, until it is ``target``.
 
     The last chunk read is held back until the download is verified, so a
@@ -258,7 +282,7 @@ def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
                 if future.done() and not target.exists():
                     _raise_failure(future)
                     raise UpstreamError(f"download of {target.name} did not complete") from None
-                time.sleep(_POLL)
+                wait()
         while True:
             chunk = handle.read(CHUNK_SIZE)
             if chunk:
@@ -267,7 +291,7 @@ def _follow(target: Path, part: Path, future: Future[Path]) -> Iterator[bytes]:
                 pending = chunk
                 continue
             if not future.done():
-                time.sleep(_POLL)
+                wait()
                 continue
             _raise_failure(future)
             # Done: our bytes are verified only if what we read became the target.

@@ -31,7 +31,7 @@ from packaging.utils import canonicalize_name
 from eggproxy import __version__, failures, loops
 from eggproxy.background import Background
 from eggproxy.blocklist import Blocklist
-from eggproxy.cache import Cache, Freshness, PageState, Snapshot, freshness
+from eggproxy.cache import UPSTREAM, Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.diskspace import DiskSpace, disk_space
 from eggproxy.download import Downloader, Wanted
@@ -54,9 +54,11 @@ from eggproxy.model import DistFile, ProjectPage
 from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
 from eggproxy.negative import NegativeCache
 from eggproxy.parse import iter_index_json, project_from_json
+from eggproxy.parsedpages import ParsedPages, identity
 from eggproxy.policy import Policy, View, Withheld, iso, offered
+from eggproxy.powerloss import first_start_since_boot, torn_pages
 from eggproxy.prune import PruneReport, prune
-from eggproxy.render import index_pages, project_html, project_json_bytes
+from eggproxy.render import index_pages, page_versions, project_html, project_json_bytes
 from eggproxy.routes import FileRoute, Redirect, Route
 from eggproxy.sources.aggregate import build_sources
 from eggproxy.sources.base import CHUNK_SIZE, Fetched
@@ -154,6 +156,7 @@ class Proxy:
         self.policy = Policy(config, blocklist, clock)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self._parsed = ParsedPages()  # stored upstream copies, parsed once
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left.
@@ -162,6 +165,7 @@ class Proxy:
         asking upstream) when the policy changed since they were rendered.
         """
         self.cache.prepare()
+        self._drop_torn_pages()
         removed = self.cache.clean_partials()
         if removed:
             log.info("removed %d leftover partial files", removed)
@@ -179,6 +183,19 @@ class Proxy:
             self.cache.write_policy(fingerprint)
             if projects:
                 log.info("policy changed: rendered %d cached page(s) again", len(projects))
+
+    def _drop_torn_pages(self) -> None:
+        """At the first start after a boot: remove pages a power loss tore (powerloss.py)."""
+        since = first_start_since_boot(self.cache.root)
+        if since is None:
+            return
+        for directory in torn_pages(self.cache.root, since):
+            if directory == self.cache.root:
+                for fmt in ("html", "json"):
+                    self.cache.page_path(None, fmt).unlink(missing_ok=True)
+            else:
+                self.cache.remove_page(NormalizedName(directory.name))
+            log.warning("removed the torn pages of %s (power loss?): fetched again", directory.name)
 
     def is_loop(self, via: str | None) -> bool:
         """Whether a request with this ``Via`` header came through this eggproxy already.
@@ -554,7 +571,12 @@ class Proxy:
         html, json_page = project_html(view.page), project_json_bytes(view.page)
         upstream = project_json_bytes(page, relative=False)
         stamp = self._stamp(started, view)
-        return self._write(project, html, json_page, upstream, fetched, old, started, stamp)
+        changed = self._write(project, html, json_page, upstream, fetched, old, started, stamp)
+        # What the next file miss would parse from the copy just written: the stored copy has
+        # the normalised name and PEP 700 versions (tests/unit/test_parsedpages.py: round trip).
+        page = replace(page, name=canonicalize_name(page.name), versions=tuple(page_versions(page)))
+        self._parsed.put(project, identity(self.cache.project_dir(project) / UPSTREAM), page)
+        return changed
 
     def _view(self, project: NormalizedName, page: ProjectPage) -> View:
         """What the policy offers of ``page`` now; files not offered leave the URL space."""
@@ -995,14 +1017,21 @@ class Proxy:
                 self._raise_withheld(project, filename, why)
 
     def _upstream_page(self, project: NormalizedName) -> ProjectPage | None:
+        path = self.cache.project_dir(project) / UPSTREAM
+        page = self._parsed.get(project, path)
+        if page is not None:
+            return page  # the copy just written or read: not parsed again (issue 13)
+        key = identity(path)  # before reading: a copy replaced meanwhile is not remembered
         data = self.cache.read_upstream(project)
         if data is None:
             return None
         try:
-            return project_from_json(data.decode(), "file:///", project)  # URLs are absolute
+            page = project_from_json(data.decode(), "file:///", project)  # URLs are absolute
         except (MalformedPage, UnicodeDecodeError):
             log.warning("broken upstream copy of %s, refetching", project)
             return None
+        self._parsed.put(project, key, page)
+        return page
 
     # --- offline sites: eggproxy export / import -------------------------------
 

@@ -137,3 +137,20 @@ def test_root_html_of_another_major_version_is_refused() -> None:
     page = b'<meta name="pypi:repository-version" content="2.0"><a href="a/">a</a>'
     with pytest.raises(MalformedPage):
         list(iter_index_html([page]))
+
+
+def test_absolute_urls_as_urljoin_gives_them() -> None:
+    from urllib.parse import urldefrag, urljoin
+
+    from eggproxy.parse import _absolute
+
+    base = "https://up.test/simple/demo/"
+    for url in (
+        "https://files.test/packages/ab/demo-1.0.tar.gz",
+        "http://files.test/p/demo-1.0.tar.gz?x=1",
+        "https://files.test/a/../demo-1.0.tar.gz",
+        "https://files.test/demo-1.0.tar.gz#sha256=ab",
+        "../../packages/demo-1.0.tar.gz",
+        "demo-1.0.tar.gz",
+    ):
+        assert _absolute(base, url) == urldefrag(urljoin(base, url))[0]
