@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from tests.integration.apache import public_dir
 from tests.integration.clients import ClientTools, IndexClients
 from tests.integration.fixtures import build_projects
 from tests.integration.standalone import (
@@ -170,3 +171,30 @@ def test_pip_and_uv_install_through_varnish(
         clients.uv_pip_install(venv, "demo-pkg")
     installed = clients.installed(venv)
     assert (installed["demo-pkg"], installed["dep-pkg"]) == ("2.0", "1.0"), installed
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "prefix = /pypi/\npurge_from = 10.0.0.0/8, ::1\n",
+        "purge_from =\nstale_while_revalidate = 0\n",
+    ],
+)
+def test_varnishd_compiles_the_vcl_of_other_configurations(extra: str) -> None:
+    require_varnish()
+    tmp_path = public_dir("eggproxy-vcl-")  # varnishd's compiler runs as its own user
+    config = tmp_path / "eggproxy.conf"
+    config.write_text(
+        f"[eggproxy]\ncache_dir = {tmp_path}/cache\nindex = http://127.0.0.1:9/simple/\n" + extra
+    )
+    cmd = [sys.executable, "-m", "eggproxy", "deploy", "varnish", "-c", str(config)]
+    vcl = tmp_path / "eggproxy.vcl"
+    vcl.write_text(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    compiled = subprocess.run(
+        ["varnishd", "-C", "-f", str(vcl), "-n", str(tmp_path / "n")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
