@@ -150,12 +150,25 @@ def test_errors_are_not_kept(tier: VarnishProxy, upstream: Upstream) -> None:
     assert get(url).status_code == 200
 
 
-def test_purge_from_another_address_is_refused(tier: VarnishProxy) -> None:
-    assert "127.0.0.1" in tier.vcl.read_text()
-    purged = requests.request("PURGE", tier.url + "demo-pkg/", timeout=CLIENT_TIMEOUT)
-    assert purged.status_code == 200  # from 127.0.0.1, listed in purge_from
-    banned = requests.request("BAN", tier.url + "demo-pkg/", timeout=CLIENT_TIMEOUT)
+def test_purge_and_ban_from_purge_from(tier: VarnishProxy) -> None:
+    url = tier.url + "demo-pkg/"
+    get(url, PIP_ACCEPT)
+    assert get(url, PIP_ACCEPT).headers["x-cache"] == "HIT"
+    purged = requests.request("PURGE", url, timeout=CLIENT_TIMEOUT)
+    assert purged.status_code == 200  # from 127.0.0.1, the default purge_from
+    assert get(url, PIP_ACCEPT).headers["x-cache"] == "MISS"
+    banned = requests.request("BAN", tier.url + "demo", timeout=CLIENT_TIMEOUT)
     assert banned.status_code == 200
+    assert get(url, PIP_ACCEPT).headers["x-cache"] == "MISS"
+
+
+def test_purge_from_another_address_is_refused(upstream: Upstream) -> None:
+    require_varnish()
+    settings = {"purge_from": "10.9.9.9"}
+    with VarnishProxy(upstream.url, purge=False, settings=settings) as tier:
+        for method in ("PURGE", "BAN"):
+            refused = requests.request(method, tier.url + "demo-pkg/", timeout=CLIENT_TIMEOUT)
+            assert refused.status_code == 403
 
 
 @pytest.mark.parametrize("client", ["pip", "uv"])
