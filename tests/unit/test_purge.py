@@ -77,3 +77,12 @@ def test_failures_are_logged_not_raised(caplog: pytest.LogCaptureFixture) -> Non
 
 def test_not_cached_is_fine() -> None:
     assert purger(FakeSession({"http://a": 404}), "http://a").changed(NormalizedName("x")) == 1
+
+
+def test_an_unreachable_tier_is_left_alone_for_a_while() -> None:
+    session = FakeSession({"http://down": requests.ConnectionError("refused")})
+    tiers = purger(session, "http://down:1", "http://ok:2")
+    for name in ("a", "b", "c"):
+        tiers.changed(NormalizedName(name))
+    assert [url for _m, url, _t in session.calls if "down" in url] == ["http://down:1/simple/a/"]
+    assert len([c for c in session.calls if "ok" in c[1]]) == 3
