@@ -103,9 +103,10 @@ def _deploy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
     deploy = commands.add_parser(
         "deploy",
-        help="print a deployment file (apache, nginx, systemd, cron) for this configuration",
+        help="print a deployment file (apache, nginx, varnish, systemd, cron) for this config",
         description="Print a working deployment file for the configuration in effect: the "
-        "web server in front (apache, nginx), the systemd unit of eggproxy serve, or the "
+        "web server or cache tier in front (apache, nginx, varnish), the systemd unit of "
+        "eggproxy serve, or the "
         "/etc/cron.d file of eggproxy update.",
     )
     deploy.add_argument("target", choices=TARGETS)

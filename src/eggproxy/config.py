@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import enum
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -107,6 +108,10 @@ class Config:
     max_cache_size: int | None = None  # bytes; None: no limit
     prune_interval: float = 300.0  # seconds between eviction passes of eggproxy serve
     access_log: Literal["clf", "json"] = "clf"
+    # Cache tiers in front (issue 12): base URLs sent ``PURGE <prefix><project>/``
+    # when a page changes, and the addresses ``deploy varnish`` accepts purges from.
+    purge_urls: tuple[str, ...] = ()
+    purge_from: tuple[str, ...] = ("127.0.0.1",)
 
     @property
     def metrics_path(self) -> Path:
@@ -459,6 +464,23 @@ def _parse_deny(key: str, value: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(items)
 
 
+def _parse_urls(key: str, value: str) -> tuple[str, ...]:
+    """Absolute http(s) URLs separated by spaces, commas or lines (kept without a final /)."""
+    return tuple(_parse_url(key, item).rstrip("/") for item in value.replace(",", " ").split())
+
+
+def _parse_addresses(key: str, value: str) -> tuple[str, ...]:
+    """IP addresses or networks (``10.0.0.0/8``), separated by spaces, commas or lines."""
+    items = []
+    for item in value.replace(",", " ").split():
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"not an IP address or network: {item!r}", key=key) from None
+        items.append(item)
+    return tuple(items)
+
+
 def _parse_bind(key: str, value: str) -> str:
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -518,4 +540,6 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "min_release_age_exempt": _parse_names,
     "blocklist": _parse_path,
     "deny": _parse_deny,
+    "purge_urls": _parse_urls,
+    "purge_from": _parse_addresses,
 }

@@ -39,6 +39,8 @@ def format_value(value: object) -> str:
         return str(value.value)
     if isinstance(value, frozenset):  # names: space-separated
         return " ".join(sorted(value))
+    if isinstance(value, tuple) and all(isinstance(item, str) for item in value):
+        return " ".join(value)  # purge_urls, purge_from: space-separated
     if isinstance(value, tuple):  # deny: NAME or NAME==VERSION
         return " ".join(f"{n}=={v}" if v else str(n) for n, v in value)
     if isinstance(value, float) and value.is_integer():
@@ -74,7 +76,11 @@ def config_ini(config: Config) -> str:
             lines.append(f"; {item.name} is not set")
             continue
         value = format_value(raw)
-        lines.append(f"{item.name} = {mask_url(value) if item.name == 'index' else value}")
+        if item.name == "index":
+            value = mask_url(value)
+        elif item.name == "purge_urls":
+            value = " ".join(mask_url(url) for url in raw)
+        lines.append(f"{item.name} = {value}")
     for source in config.sources:
         lines += _source_lines(source)
     return "\n".join(lines) + "\n"

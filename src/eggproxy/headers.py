@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from typing import Final
 
+from eggproxy.errors import FileWithheld
 from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX
 
 # Files never change once cached: a shared cache may keep them for a year.
@@ -24,9 +25,41 @@ FILE_TYPES: Final = {
 }
 
 
-def page_cache_control(max_age: int) -> str:
-    """Pages may be reused by shared caches for the time left on their TTL."""
-    return f"public, max-age={max(0, max_age)}"
+# Errors and refusals (held, blocked, upstream failures) must not outlive the moment.
+NO_STORE: Final = "no-store"
+# eggproxy serves a cached page whatever the upstream says while it has one;
+# a tier may do the same for at least a day (RFC 5861 stale-if-error).
+MIN_STALE_IF_ERROR: Final = 86400
+
+
+def page_cache_control(max_age: int, stale_while_revalidate: int = 0) -> str:
+    """Pages may be reused by shared caches for the time left on their TTL.
+
+    With ``stale_while_revalidate`` (eggproxy's own window) a tier is told
+    what eggproxy itself does (RFC 5861): answer a page that far past its
+    TTL at once while revalidating it, and keep answering it when the
+    origin fails.
+    """
+    value = f"public, max-age={max(0, max_age)}"
+    if stale_while_revalidate > 0:
+        stale_if_error = max(stale_while_revalidate, MIN_STALE_IF_ERROR)
+        value += (
+            f", stale-while-revalidate={stale_while_revalidate}, stale-if-error={stale_if_error}"
+        )
+    return value
+
+
+def error_cache_control(status: int, negative_ttl: int, error: BaseException | None = None) -> str:
+    """An error answer: a 404 (no such project or file) for ``negative_ttl``, else never.
+
+    eggproxy itself answers an unknown name 404 for ``negative_ttl`` seconds
+    without asking again (negative.py); a tier may do the same.  Held and
+    blocked files, upstream failures and every other error are ``no-store``:
+    a hold ends, a block is lifted, the link comes back.
+    """
+    if status == 404 and negative_ttl > 0 and not isinstance(error, FileWithheld):
+        return f"public, max-age={negative_ttl}"
+    return NO_STORE
 
 
 def file_content_type(filename: str) -> str:

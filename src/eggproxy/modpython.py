@@ -39,7 +39,14 @@ from eggproxy import loops
 from eggproxy.blocklist import CHECK_INTERVAL
 from eggproxy.config import load_config
 from eggproxy.errors import ConfigError, EggproxyError, LoopDetected
-from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
+from eggproxy.headers import (
+    IMMUTABLE,
+    NO_STORE,
+    error_cache_control,
+    file_content_type,
+    page_cache_control,
+    stale_warning,
+)
 from eggproxy.mediatypes import choose_format
 from eggproxy.proxy import Proxy
 from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
@@ -173,7 +180,9 @@ def _fixup(req: Any) -> int:
         req.notes["eggproxy"] = page.outcome
         # PEP 691: one URL, two formats; shared caches must key on Accept.
         req.headers_out["Vary"] = "Accept"
-        req.headers_out["Cache-Control"] = page_cache_control(page.max_age)
+        req.headers_out["Cache-Control"] = page_cache_control(
+            page.max_age, proxy.config.stale_while_revalidate
+        )
         if page.warning:
             req.headers_out["Warning"] = stale_warning(page.warning)
         if page.age is not None:
@@ -184,7 +193,11 @@ def _fixup(req: Any) -> int:
         log.error("configuration error: %s", exc)
         return _error(req, ErrorReply(500, "eggproxy is misconfigured; see the error log"))
     except EggproxyError as exc:
-        return _error(req, error_reply(exc), exc.mark)
+        reply = error_reply(exc)
+        known = _proxies.get(req.get_options().get("eggproxy.config"))
+        ttl = known.config.negative_ttl if known is not None else 0
+        req.headers_out["Cache-Control"] = error_cache_control(reply.status, ttl, exc)
+        return _error(req, reply, exc.mark)
     except Exception:
         log.exception("unexpected error for %s", req.uri)
         return _error(req, ErrorReply(500, "internal error"))
@@ -211,6 +224,8 @@ def _error(req: Any, reply: ErrorReply, mark: str = "error") -> int:
     # For the access log: LogFormat "... %{eggproxy}n" shows held / blocked.
     req.notes["eggproxy"] = mark
     req.status = reply.status
+    if "Cache-Control" not in req.headers_out:
+        req.headers_out["Cache-Control"] = NO_STORE  # errors are not kept by caches in front
     req.content_type = "text/plain; charset=utf-8"
     body = reply.body
     req.set_content_length(len(body))

@@ -58,6 +58,7 @@ from eggproxy.parsedpages import ParsedPages, identity
 from eggproxy.policy import Policy, View, Withheld, iso, offered
 from eggproxy.powerloss import first_start_since_boot, torn_pages
 from eggproxy.prune import PruneReport, prune
+from eggproxy.purge import Purger
 from eggproxy.render import index_pages, page_versions, project_html, project_json_bytes
 from eggproxy.routes import FileRoute, Redirect, Route
 from eggproxy.sources.aggregate import build_sources
@@ -137,9 +138,10 @@ class Proxy:
             except OSError as exc:  # e.g. not writable by Apache's user: serve, uncounted
                 log.warning("metrics off: cannot write %s: %s", metrics_dir, exc)
         # Overwrite the session for testing, or to configure proxies and TLS.
-        self.sources = build_sources(
-            config, session or make_session(), via=self.name, metrics=self.metrics
-        )
+        session = session or make_session()
+        self.sources = build_sources(config, session, via=self.name, metrics=self.metrics)
+        # Tiers in front told of changed pages (issue 12); none configured: no requests.
+        self._purger = Purger(config.purge_urls, config.prefix, session, config.timeout)
         self._local: list[LocalSource] = [
             s for s in self.sources.local_sources() if isinstance(s, LocalSource)
         ]
@@ -643,6 +645,7 @@ class Proxy:
             state=replace(state or PageState(url=""), fetched=fetched, held_until=held_until),
             fetched=stamp,
         )
+        self._purger.changed(project)  # a hold ended or the blocklist changed
         return max(0, int(self.config.index_ttl - (now - stamp)))
 
     def _rerender_now(self, project: NormalizedName) -> None:
@@ -754,6 +757,7 @@ class Proxy:
             project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=stamp
         )
         log.info("fetched page of %s from %s", project, fetched.url)
+        self._purger.changed(project)
         return True
 
     def _refresh_root(self, old: Snapshot, etag: str | None, started: float) -> bool:
@@ -769,6 +773,7 @@ class Proxy:
                 index_pages(listing, lambda: listing.last_serial), state=state, fetched=started
             )
         log.info("fetched the root page from %s", fetched.url)
+        self._purger.changed(None)
         return True
 
     def _keep_removed(

@@ -69,14 +69,15 @@ def test_stale_page_answered_at_once_and_revalidated_once(
         assert response.content == first.content
         assert response.headers["Warning"].startswith("110 ")
         assert int(response.headers["Age"]) >= 120
-        assert response.headers["Cache-Control"] == "public, max-age=0"
+        # (eggproxy serve adds its stale window, RFC 5861: issue 12.)
+        assert response.headers["Cache-Control"].startswith("public, max-age=0")
 
     assert wait_until(lambda: page_age(proxy.cache_dir, "demo-pkg") < 60, limit=45)
     assert upstream.hits[PAGE] == 2  # one revalidation, however many clients and processes
     fresh = get(url)
     assert fresh.status_code == 200 and fresh.content == first.content
     assert "Warning" not in fresh.headers and "Age" not in fresh.headers
-    assert fresh.headers["Cache-Control"] != "public, max-age=0"
+    assert not fresh.headers["Cache-Control"].startswith("public, max-age=0")
     assert upstream.hits[PAGE] == 2
 
 

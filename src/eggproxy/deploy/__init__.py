@@ -1,8 +1,8 @@
 """``eggproxy deploy TARGET``: configuration files for the current configuration.
 
 Each target is a module with one renderer returning the file's text: the web
-server in front (``apache``, ``nginx``), the service (``systemd``) and the
-refresh job (``cron``).  The files name the real paths of the configuration
+server or cache tier in front (``apache``, ``nginx``, ``varnish``), the service
+(``systemd``) and the refresh job (``cron``).  The files name the real paths of the configuration
 in effect (cache directory, configuration file, virtual environment), so
 they work as printed.  Templates are Python strings beside their renderer,
 not package data: one module per file kind, checked by the type checker and
@@ -19,7 +19,7 @@ from typing import Final, Literal, get_args
 from eggproxy.config import Config
 from eggproxy.errors import ConfigError
 
-Target = Literal["apache", "nginx", "systemd", "cron"]
+Target = Literal["apache", "nginx", "varnish", "systemd", "cron"]
 TARGETS: Final[tuple[str, ...]] = get_args(Target)
 DEFAULT_USER: Final = "eggproxy"
 
@@ -47,6 +47,10 @@ def render(
             raise DeployError("deploy nginx needs --listen HOST:PORT")
         cache = Path(nginx_cache).absolute() if nginx_cache else DEFAULT_PAGE_CACHE
         return render_nginx(config, listen=listen, server_name=server_name, page_cache=cache)
+    if target == "varnish":
+        from eggproxy.deploy.varnish import render_varnish
+
+        return render_varnish(config, listen=listen)
     if target == "systemd":
         from eggproxy.deploy.systemd import render_systemd
 

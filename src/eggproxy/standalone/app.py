@@ -31,7 +31,13 @@ from typing import Final, TypeVar
 
 from eggproxy.config import Config
 from eggproxy.errors import EggproxyError, LoopDetected
-from eggproxy.headers import IMMUTABLE, file_content_type, page_cache_control, stale_warning
+from eggproxy.headers import (
+    IMMUTABLE,
+    error_cache_control,
+    file_content_type,
+    page_cache_control,
+    stale_warning,
+)
 from eggproxy.landing import landing_page
 from eggproxy.loops import context_for
 from eggproxy.mediatypes import choose_format
@@ -177,7 +183,7 @@ class App:
             return status, size, "-"
         target = self.route(request.path)
         if isinstance(target, EggproxyError):
-            return await self.error(request, error_reply(target)), 0, "-"
+            return await self.error(request, error_reply(target), cause=target), 0, "-"
         try:
             if isinstance(target, Redirect):
                 await request.respond(301, [("location", target.location), ("content-length", "0")])
@@ -188,7 +194,7 @@ class App:
             return await self.page(request, project)
         except EggproxyError as exc:
             # The access log marks what the policy refused: held, blocked (else error).
-            return await self.error(request, error_reply(exc)), 0, exc.mark
+            return await self.error(request, error_reply(exc), cause=exc), 0, exc.mark
 
     async def core(self, request: Request, call: Callable[..., T], *args: object) -> T:
         """Run a core call in a worker thread; its upstream requests carry the request's Via."""
@@ -208,9 +214,18 @@ class App:
         await request.respond(200, headers, b"" if request.method == "HEAD" else body)
         return 200, len(body), "-"
 
-    async def error(self, request: Request, reply: ErrorReply, extra: Headers | None = None) -> int:
+    async def error(
+        self,
+        request: Request,
+        reply: ErrorReply,
+        extra: Headers | None = None,
+        cause: BaseException | None = None,
+    ) -> int:
         reply.log(log, request.method, request.path)
-        return await request.text(reply.status, reply.message, extra)
+        # A tier in front must not keep an error (a 404 briefly, as negative_ttl).
+        cache_control = error_cache_control(reply.status, self.config.negative_ttl, cause)
+        headers = [*(extra or []), ("cache-control", cache_control)]
+        return await request.text(reply.status, reply.message, headers)
 
     async def page(self, request: Request, project: NormalizedName | None) -> tuple[int, int, str]:
         fmt, content_type = self.negotiate(request.headers.get("accept"))
@@ -221,7 +236,10 @@ class App:
             ("content-type", content_type),
             # PEP 691: one URL, two formats; shared caches must key on Accept.
             ("vary", "Accept"),
-            ("cache-control", page_cache_control(result.max_age)),
+            (
+                "cache-control",
+                page_cache_control(result.max_age, self.config.stale_while_revalidate),
+            ),
         ]
         if result.warning:
             headers.append(("warning", stale_warning(result.warning)))
@@ -266,7 +284,7 @@ class App:
         # 200 cut short: granian answers 500 to a response without a body yet.
         first = await self.files.first(result.stream)
         if isinstance(first, BaseException):
-            return await self.error(request, error_reply(first)), 0, "error"
+            return await self.error(request, error_reply(first), cause=first), 0, "error"
         if first is None:  # empty, and verified
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"

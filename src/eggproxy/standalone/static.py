@@ -27,7 +27,10 @@ class Validators:
 
     @classmethod
     def from_stat(cls, st: os.stat_result) -> Validators:
-        # Like nginx: mtime and size; a cached file never changes in place.
+        # Like nginx: mtime and size.  A strong ETag (RFC 9110 8.8.3): a cached
+        # file is written once, by an atomic rename, and never changes in place;
+        # a page rewritten gets a new mtime.  Every node sharing the cache
+        # directory sees the same stat, so the same tag.
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
         return cls(st.st_size, st.st_mtime, etag, formatdate(st.st_mtime, usegmt=True))
 

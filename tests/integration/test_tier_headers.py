@@ -1,0 +1,87 @@
+"""Headers a cache tier can trust, through ``eggproxy serve`` (issue 12, item 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from tests.integration.fixtures import build_projects
+from tests.integration.standalone import CLIENT_TIMEOUT, StandaloneServer, start_serve
+from tests.integration.upstream import Upstream
+
+pytestmark = pytest.mark.integration
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[Upstream]:
+    files = tmp_path / "files"
+    build_projects(files)
+    with Upstream(files) as up:
+        yield up
+
+
+@pytest.fixture
+def served(upstream: Upstream, tmp_path: Path) -> Iterator[StandaloneServer]:
+    config = {"stale_while_revalidate": "600", "negative_ttl": "45"}
+    server = start_serve(upstream.url, tmp_path / "cache", index_ttl=300, timeout=5, config=config)
+    yield server
+    server.stop()
+    print(server.log_text()[-5000:])
+
+
+def get(url: str, **headers: str) -> requests.Response:
+    return requests.get(url, headers=headers, timeout=CLIENT_TIMEOUT)
+
+
+def test_files_are_immutable_with_a_strong_etag(served: StandaloneServer) -> None:
+    url = f"{served.url}demo-pkg/{WHEEL}"
+    get(served.url + "demo-pkg/")
+    miss, hit = get(url), get(url)
+    assert miss.status_code == hit.status_code == 200
+    for response in (miss, hit):
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    etag = hit.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert get(url).headers["etag"] == etag  # stable
+    again = get(url, **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["etag"] == etag
+
+
+@pytest.mark.parametrize("accept", [JSON_V1, "text/html"])
+def test_pages_say_freshness_left_and_the_stale_window(
+    served: StandaloneServer, accept: str
+) -> None:
+    url = served.url + "demo-pkg/"
+    page = get(url, Accept=accept)
+    assert page.status_code == 200
+    assert page.headers["vary"] == "Accept"
+    directives = [d.strip() for d in page.headers["cache-control"].split(",")]
+    assert directives[0] == "public"
+    max_age = int(directives[1].removeprefix("max-age="))
+    assert 0 < max_age <= 300
+    assert directives[2:] == ["stale-while-revalidate=600", "stale-if-error=86400"]
+    etag, modified = page.headers["etag"], page.headers["last-modified"]
+    assert get(url, Accept=accept, **{"If-None-Match": etag}).status_code == 304
+    assert get(url, Accept=accept, **{"If-Modified-Since": modified}).status_code == 304
+
+
+def test_an_unknown_project_is_cacheable_for_negative_ttl(served: StandaloneServer) -> None:
+    missing = get(served.url + "no-such-project/")
+    assert missing.status_code == 404
+    assert missing.headers["cache-control"] == "public, max-age=45"
+
+
+def test_errors_are_not_stored(served: StandaloneServer, upstream: Upstream) -> None:
+    refused = requests.post(served.url + "demo-pkg/", timeout=CLIENT_TIMEOUT)
+    assert refused.status_code == 405
+    assert refused.headers["cache-control"] == "no-store"
+    get(served.url + "demo-pkg/")
+    upstream.down = True
+    failed = get(f"{served.url}demo-pkg/{WHEEL}")
+    assert failed.status_code in (502, 504)
+    assert failed.headers["cache-control"] == "no-store"

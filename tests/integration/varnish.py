@@ -1,0 +1,183 @@
+"""Integration harness: Debian's real Varnish in front of ``eggproxy serve``, on 127.0.0.1.
+
+Ports are chosen first, so that ``eggproxy serve``'s configuration can name
+Varnish in ``purge_urls``; then ``eggproxy deploy varnish`` prints the VCL
+for a configuration whose ``bind`` is the server's port, and ``varnishd``
+runs in the foreground (``-F``) with its working directory (``-n``) and a
+32 MB memory store private to the test.  Started as root, varnishd's worker
+drops to Debian's ``vcache`` user by itself (the ``unix`` jail); no option
+is needed.  It is stopped by its PID (SIGTERM, then SIGKILL of its group).
+
+::
+
+    with VarnishProxy(upstream.url) as tier:
+        requests.get(tier.url + "demo-pkg/")   # tier.url == "http://127.0.0.1:PORT/simple/"
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Final
+
+from tests.integration.apache import public_dir
+from tests.integration.standalone import StandaloneServer, clean_env, free_port
+
+VARNISHD: Final = Path("/usr/sbin/varnishd")
+START_TIMEOUT: Final = 30.0  # seconds for varnishd to compile the VCL and listen
+STOP_TIMEOUT: Final = 10.0
+
+_RUNNING: weakref.WeakSet[VarnishProxy] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for tier in list(_RUNNING):
+        tier.stop()
+
+
+class VarnishError(RuntimeError):
+    """varnishd did not start (the message carries its output)."""
+
+
+def require_varnish() -> None:
+    """``pytest.skip`` the calling test if varnishd cannot run here."""
+    if not VARNISHD.is_file():
+        import pytest
+
+        pytest.skip(f"varnish integration tests: {VARNISHD} is missing (apt install varnish)")
+
+
+class VarnishProxy:
+    """eggproxy serve behind a private varnishd, wired by ``eggproxy deploy varnish``."""
+
+    def __init__(
+        self,
+        index: str,
+        *,
+        index_ttl: int = 300,
+        timeout: float = 10.0,
+        purge: bool = True,
+        settings: dict[str, str] | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.base = public_dir("eggproxy-varnish-")
+        self.cache_dir = self.base / "cache"
+        self.port = free_port()
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.root}/simple/"
+        config = dict(settings or {})
+        if purge:
+            config["purge_urls"] = self.root
+        self.settings = config
+        self.serve = StandaloneServer(
+            index,
+            self.cache_dir,
+            index_ttl=index_ttl,
+            timeout=timeout,
+            config=config,
+            workers=workers,
+        )
+        self.vcl = self.base / "eggproxy.vcl"
+        self.log_path = self.base / "varnishd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __enter__(self) -> VarnishProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def deploy(self) -> str:
+        """What ``eggproxy deploy varnish -c CONFIG --listen ...`` prints for the running server."""
+        config = self.base / "deploy.conf"
+        lines = [
+            "[eggproxy]",
+            f"cache_dir = {self.cache_dir}",
+            f"index = {self.serve.upstream_url}",
+            f"bind = 127.0.0.1:{self.serve.port}",
+            *(f"{k} = {v}" for k, v in self.serve.settings.items()),
+        ]
+        config.write_text("\n".join(lines) + "\n")
+        cmd = [sys.executable, "-m", "eggproxy", "deploy", "varnish", "-c", str(config)]
+        cmd += ["--listen", f"127.0.0.1:{self.port}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=60)
+        if done.returncode != 0:
+            raise VarnishError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        self.serve.start()
+        self.vcl.write_text(self.deploy())
+        workdir = self.base / "varnish"
+        cmd = [str(VARNISHD), "-F", "-a", f"127.0.0.1:{self.port}", "-f", str(self.vcl)]
+        cmd += ["-n", str(workdir), "-s", "malloc,32m", "-p", "default_grace=0"]
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                cwd=self.base,
+                start_new_session=True,  # its child is its group: killable together
+            )
+        _RUNNING.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code, self.process = self.process.returncode, None
+                raise VarnishError(f"varnishd exited with {code}:\n{self.log_text()}")
+            if "Child launched OK" in self.log_text():
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise VarnishError(f"varnishd not listening after {START_TIMEOUT}s:\n{self.log_text()}")
+
+    def stop(self) -> None:
+        """Stop varnishd (SIGTERM by PID, bounded wait, then SIGKILL its group), then eggproxy."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(STOP_TIMEOUT)
+        self.serve.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def requests_reaching_eggproxy(self) -> list[str]:
+        """The request lines of eggproxy's access log (CLF), in order."""
+        lines = []
+        for line in self.serve.log_text().splitlines():
+            _, quote, rest = line.partition('"')
+            if quote and rest[:4] in ("GET ", "HEAD"):
+                lines.append(rest.split('"', 1)[0])
+        return lines
