@@ -87,6 +87,23 @@ def granian_workers(pid: int) -> list[int]:
     return found
 
 
+def stop_group(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a server we started (by PID), bounded wait, then SIGKILL its process group.
+
+    For servers started in a session of their own (Apache, nginx, varnishd): the
+    group is the one Popen made for them, their master and its children.
+    """
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
 def stop_process(
     proc: subprocess.Popen[bytes],
     extra: Sequence[int] = (),

@@ -26,7 +26,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import free_port, stop_group
 
 from eggproxy.config import load_config
 from eggproxy.deploy.apache import MODULES as VHOST_MODULES
@@ -329,16 +328,7 @@ DocumentRoot "{self.docroot}"
     def stop(self) -> None:
         """SIGTERM the Apache we started (by PID), bounded wait, then SIGKILL; idempotent."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            # The group is the one Popen made for this Apache: its master and its children.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT)
+        stop_group(process, STOP_TIMEOUT)
 
     def cleanup(self) -> None:
         """Stop, then remove the whole directory (cache, config, logs)."""

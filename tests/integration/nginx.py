@@ -21,7 +21,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Final
 
 from tests.integration.apache import public_dir
 from tests.integration.standalone import StandaloneServer, clean_env, free_port
+from tests.support import stop_group
 
 NGINX: Final = Path("/usr/sbin/nginx")
 RUN_AS: Final = "www-data"
@@ -236,14 +236,7 @@ class NginxProxy:
     def stop(self) -> None:
         """Stop nginx (SIGTERM by PID, bounded wait, then SIGKILL its group), then eggproxy."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(STOP_TIMEOUT)
+        stop_group(process, STOP_TIMEOUT)
         self.serve.stop()
 
     def cleanup(self) -> None:

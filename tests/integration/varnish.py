@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from typing import Final
 
 from tests.integration.apache import public_dir
 from tests.integration.standalone import StandaloneServer, clean_env, free_port
+from tests.support import stop_group
 
 VARNISHD: Final = Path("/usr/sbin/varnishd")
 START_TIMEOUT: Final = 30.0  # seconds for varnishd to compile the VCL and listen
@@ -153,14 +152,7 @@ class VarnishProxy:
     def stop(self) -> None:
         """Stop varnishd (SIGTERM by PID, bounded wait, then SIGKILL its group), then eggproxy."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(STOP_TIMEOUT)
+        stop_group(process, STOP_TIMEOUT)
         self.serve.stop()
 
     def cleanup(self) -> None:
