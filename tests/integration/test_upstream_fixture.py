@@ -271,7 +271,9 @@ def test_add_file_and_stop(tmp_path: Path) -> None:
 def pip(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *map(str, args)]
+    # Caches off, as in every client run: a wheel built earlier must not stand in for a download.
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
+    cmd += map(str, args)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
