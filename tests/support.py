@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
 # Proxy settings of this machine must never reach a client or server under test.
 PROXY_VARIABLES: Final = frozenset(
@@ -129,3 +130,52 @@ def stop_process(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     return proc.returncode
+
+
+def eggproxy_ini(settings: Mapping[str, object], extra: str = "") -> str:
+    """An eggproxy configuration file: ``[eggproxy]`` with ``settings``, then ``extra`` sections."""
+    lines = ["[eggproxy]", *(f"{key} = {value}" for key, value in settings.items())]
+    return "\n".join(lines) + "\n" + extra
+
+
+class ServerHarness:
+    """A server (Apache, nginx, varnishd) a test started under a directory of its own.
+
+    Its process runs in a session of its own, so stopping it ends its children
+    too; ``cleanup`` stops it and removes the directory.  A context manager.
+    """
+
+    base: Path
+    process: subprocess.Popen[bytes] | None
+    stop_timeout: float = 10.0  # seconds after SIGTERM before SIGKILL
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def start_or_clean_up(self) -> None:
+        """Start; if that fails, leave nothing behind (no process, no directory)."""
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM the server by PID, bounded wait, then SIGKILL its group; idempotent."""
+        process, self.process = self.process, None
+        stop_group(process, self.stop_timeout)
+
+    def cleanup(self) -> None:
+        """Stop, then remove the whole directory (caches, configuration, logs)."""
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support import free_port, stop_group
+from tests.support import ServerHarness, eggproxy_ini, free_port
 
 from eggproxy.config import load_config
 from eggproxy.deploy.apache import MODULES as VHOST_MODULES
@@ -61,7 +61,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # The child that answered, what the eggproxy fixup did ("-": it did not run), what mod_cache did.
 LOG_FORMAT = r"%h pid=%P %t \"%r\" %>s %b %{ms}Tms eggproxy=%{eggproxy}n \"%{cache-status}e\""
 START_TIMEOUT = 20.0  # seconds for Apache to listen
-STOP_TIMEOUT = 10.0  # seconds after SIGTERM before SIGKILL
 
 # Apache runs in its own session (see ``_launch``), so no terminal signal reaches it: stop
 # whatever is still running when the test process exits.
@@ -160,7 +159,7 @@ def load_modules() -> str:
     return "\n".join(lines)
 
 
-class ApacheProxy:
+class ApacheProxy(ServerHarness):
     """eggproxy behind a private Apache, wired like ``apache/eggproxy.vhost``."""
 
     def __init__(
@@ -203,28 +202,14 @@ class ApacheProxy:
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
         if start:
-            try:
-                self.start()
-            except BaseException:
-                self.cleanup()
-                raise
-
-    def __enter__(self) -> ApacheProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
+            self.start_or_clean_up()
 
     # --- configuration -------------------------------------------------------
 
     def write_config(self) -> None:
-        self.config_path.write_text(
-            "[eggproxy]\n"
-            f"cache_dir = {self.cache_dir}\n"
-            f"index = {self.index}\n"
-            f"index_ttl = {self.index_ttl}\n"
-            f"timeout = {self.timeout}\n" + self.extra_config
-        )
+        settings = {"cache_dir": self.cache_dir, "index": self.index}
+        settings |= {"index_ttl": self.index_ttl, "timeout": self.timeout}
+        self.config_path.write_text(eggproxy_ini(settings, self.extra_config))
         self.config_path.chmod(0o644)
         servers = self.start_servers
         mime_types = Path("/etc/mime.types")
@@ -324,20 +309,6 @@ DocumentRoot "{self.docroot}"
         except FileNotFoundError:
             return False
         return self.process is not None and text == str(self.process.pid)
-
-    def stop(self) -> None:
-        """SIGTERM the Apache we started (by PID), bounded wait, then SIGKILL; idempotent."""
-        process, self.process = self.process, None
-        stop_group(process, STOP_TIMEOUT)
-
-    def cleanup(self) -> None:
-        """Stop, then remove the whole directory (cache, config, logs)."""
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     # --- logs ----------------------------------------------------------------
 

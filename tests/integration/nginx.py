@@ -20,7 +20,6 @@ import atexit
 import contextlib
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,14 +29,13 @@ from pathlib import Path
 from typing import Final
 
 from tests.integration.apache import public_dir
-from tests.integration.standalone import StandaloneServer, clean_env, free_port
-from tests.support import stop_group
+from tests.integration.standalone import StandaloneServer
+from tests.support import ServerHarness, clean_env, eggproxy_ini, free_port
 
 NGINX: Final = Path("/usr/sbin/nginx")
 RUN_AS: Final = "www-data"
 MIME_TYPES: Final = Path("/etc/nginx/mime.types")
 START_TIMEOUT: Final = 20.0  # seconds for nginx to listen
-STOP_TIMEOUT: Final = 10.0  # seconds after SIGTERM before SIGKILL
 LOG_FORMAT: Final = '$status $upstream_cache_status "$upstream_addr" "$request" $body_bytes_sent'
 
 _RUNNING: weakref.WeakSet[NginxProxy] = weakref.WeakSet()
@@ -117,7 +115,7 @@ http {{
 """
 
 
-class NginxProxy:
+class NginxProxy(ServerHarness):
     """eggproxy serve behind a private nginx, wired by ``eggproxy deploy nginx``."""
 
     def __init__(
@@ -147,30 +145,16 @@ class NginxProxy:
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
         if start:
-            try:
-                self.start()
-            except BaseException:
-                self.cleanup()
-                raise
-
-    def __enter__(self) -> NginxProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
+            self.start_or_clean_up()
 
     # --- configuration -------------------------------------------------------
 
     def write_config(self) -> None:
         """The eggproxy configuration (bind = the running server), the site file, nginx.conf."""
-        self.config_path.write_text(
-            "[eggproxy]\n"
-            f"cache_dir = {self.cache_dir}\n"
-            f"index = {self.index}\n"
-            f"bind = 127.0.0.1:{self.serve.port}\n"
-            f"index_ttl = {self.index_ttl}\n"
-            f"timeout = {self.timeout}\n" + self.extra_config
-        )
+        settings = {"cache_dir": self.cache_dir, "index": self.index}
+        settings |= {"bind": f"127.0.0.1:{self.serve.port}"}
+        settings |= {"index_ttl": self.index_ttl, "timeout": self.timeout}
+        self.config_path.write_text(eggproxy_ini(settings, self.extra_config))
         listen = f"127.0.0.1:{self.port}"
         self.site.write_text(deploy_nginx(self.config_path, listen, self.page_cache))
         self.nginx_conf.write_text(main_config(self.base, self.site, self.workers))
@@ -235,18 +219,8 @@ class NginxProxy:
 
     def stop(self) -> None:
         """Stop nginx (SIGTERM by PID, bounded wait, then SIGKILL its group), then eggproxy."""
-        process, self.process = self.process, None
-        stop_group(process, STOP_TIMEOUT)
+        super().stop()
         self.serve.stop()
-
-    def cleanup(self) -> None:
-        """Stop both, then remove the whole directory (caches, configuration, logs)."""
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     # --- logs ----------------------------------------------------------------
 

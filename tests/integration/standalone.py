@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import requests
 from tests import support
-from tests.support import free_port, granian_workers, stop_process
+from tests.support import eggproxy_ini, free_port, granian_workers, stop_process
 
 READY_TIMEOUT: Final = 20.0  # seconds for the server to answer after start
 STOP_TIMEOUT: Final = support.STOP_TIMEOUT
@@ -87,8 +87,7 @@ class StandaloneServer:
     def start(self, ready_timeout: float = READY_TIMEOUT, attempts: int = 3) -> StandaloneServer:
         """Start on a free port; wait (bounded) until it answers; retry if the port was taken."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        lines = ["[eggproxy]", *(f"{k} = {v}" for k, v in self.settings.items())]
-        self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config)
+        self.config_path.write_text(eggproxy_ini(self.settings, self.extra_config))
         for attempt in range(attempts):
             self.port = self.fixed_port or free_port()
             with self.log_path.open("ab") as log:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Final
 
 from tests.integration.apache import public_dir
-from tests.integration.standalone import StandaloneServer, clean_env, free_port
-from tests.support import stop_group
+from tests.integration.standalone import StandaloneServer
+from tests.support import ServerHarness, clean_env, eggproxy_ini, free_port
 
 VARNISHD: Final = Path("/usr/sbin/varnishd")
 START_TIMEOUT: Final = 30.0  # seconds for varnishd to compile the VCL and listen
-STOP_TIMEOUT: Final = 10.0
 
 _RUNNING: weakref.WeakSet[VarnishProxy] = weakref.WeakSet()
 
@@ -56,7 +54,7 @@ def require_varnish() -> None:
         pytest.skip(f"varnish integration tests: {VARNISHD} is missing (apt install varnish)")
 
 
-class VarnishProxy:
+class VarnishProxy(ServerHarness):
     """eggproxy serve behind a private varnishd, wired by ``eggproxy deploy varnish``."""
 
     def __init__(
@@ -89,29 +87,14 @@ class VarnishProxy:
         self.vcl = self.base / "eggproxy.vcl"
         self.log_path = self.base / "varnishd.log"
         self.process: subprocess.Popen[bytes] | None = None
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __enter__(self) -> VarnishProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
+        self.start_or_clean_up()
 
     def deploy(self) -> str:
         """What ``eggproxy deploy varnish -c CONFIG --listen ...`` prints for the running server."""
         config = self.base / "deploy.conf"
-        lines = [
-            "[eggproxy]",
-            f"cache_dir = {self.cache_dir}",
-            f"index = {self.serve.upstream_url}",
-            f"bind = 127.0.0.1:{self.serve.port}",
-            *(f"{k} = {v}" for k, v in self.serve.settings.items()),
-        ]
-        config.write_text("\n".join(lines) + "\n")
+        settings = {"cache_dir": self.cache_dir, "index": self.serve.upstream_url}
+        settings |= {"bind": f"127.0.0.1:{self.serve.port}", **self.serve.settings}
+        config.write_text(eggproxy_ini(settings))
         cmd = [sys.executable, "-m", "eggproxy", "deploy", "varnish", "-c", str(config)]
         cmd += ["--listen", f"127.0.0.1:{self.port}"]
         done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=60)
@@ -151,13 +134,8 @@ class VarnishProxy:
 
     def stop(self) -> None:
         """Stop varnishd (SIGTERM by PID, bounded wait, then SIGKILL its group), then eggproxy."""
-        process, self.process = self.process, None
-        stop_group(process, STOP_TIMEOUT)
+        super().stop()
         self.serve.stop()
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     def log_text(self) -> str:
         try:
