@@ -49,11 +49,16 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
 
 @pytest.fixture
 def nodes(upstream: Upstream, tmp_path: Path) -> Iterator[tuple[StandaloneServer, ...]]:
-    """Two nodes on one cache directory, each with its own configuration and log file."""
+    """Two nodes on one cache directory, each with its own configuration, log and metrics.
+
+    ``metrics_dir`` is on each node's own disk, as README "Scaling out" says: its
+    default, inside the cache directory, would be shared by the nodes.
+    """
     shared = tmp_path / "shared-cache"
     servers = []
     for name in ("node-a", "node-b"):
-        server = StandaloneServer(upstream.url, shared, index_ttl=300, timeout=20)
+        settings = {"metrics_dir": str(tmp_path / f"{name}.metrics")}
+        server = StandaloneServer(upstream.url, shared, index_ttl=300, timeout=20, config=settings)
         server.config_path = tmp_path / f"{name}.conf"
         server.log_path = tmp_path / f"{name}.log"
         servers.append(server.start())
@@ -130,6 +135,22 @@ def test_concurrent_page_misses_across_nodes_ask_once(
         else:
             assert body.rstrip().endswith(b"</html>")
     assert upstream.hits["/simple/dep-pkg/"] == 1
+
+
+def test_each_node_counts_its_own_requests(nodes: tuple[StandaloneServer, ...]) -> None:
+    for _ in range(3):
+        assert requests.get(nodes[0].url + "demo-pkg/", timeout=CLIENT_TIMEOUT).ok
+    assert requests.get(nodes[1].url + "dep-pkg/", timeout=CLIENT_TIMEOUT).ok
+
+    def pages_counted(node: StandaloneServer) -> float:
+        text = requests.get(f"{node.root}/metrics", timeout=CLIENT_TIMEOUT).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("eggproxy_requests_total{") and 'kind="page"' in line
+        )
+
+    assert (pages_counted(nodes[0]), pages_counted(nodes[1])) == (3, 1)
 
 
 def test_update_from_a_third_process_while_both_nodes_serve(
