@@ -30,10 +30,13 @@ from tests.integration.standalone import (
 )
 from tests.integration.upstream import Upstream
 
+from eggproxy.inventory import scan
+
 pytestmark = pytest.mark.integration
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 CLIENTS = 16
+PRUNES = 6  # passes of `eggproxy cache prune` while a herd runs
 
 
 @pytest.fixture
@@ -46,11 +49,16 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
 
 @pytest.fixture
 def nodes(upstream: Upstream, tmp_path: Path) -> Iterator[tuple[StandaloneServer, ...]]:
-    """Two nodes on one cache directory, each with its own configuration and log file."""
+    """Two nodes on one cache directory, each with its own configuration, log and metrics.
+
+    ``metrics_dir`` is on each node's own disk, as README "Scaling out" says: its
+    default, inside the cache directory, would be shared by the nodes.
+    """
     shared = tmp_path / "shared-cache"
     servers = []
     for name in ("node-a", "node-b"):
-        server = StandaloneServer(upstream.url, shared, index_ttl=300, timeout=20)
+        settings = {"metrics_dir": str(tmp_path / f"{name}.metrics")}
+        server = StandaloneServer(upstream.url, shared, index_ttl=300, timeout=20, config=settings)
         server.config_path = tmp_path / f"{name}.conf"
         server.log_path = tmp_path / f"{name}.log"
         servers.append(server.start())
@@ -129,6 +137,22 @@ def test_concurrent_page_misses_across_nodes_ask_once(
     assert upstream.hits["/simple/dep-pkg/"] == 1
 
 
+def test_each_node_counts_its_own_requests(nodes: tuple[StandaloneServer, ...]) -> None:
+    for _ in range(3):
+        assert requests.get(nodes[0].url + "demo-pkg/", timeout=CLIENT_TIMEOUT).ok
+    assert requests.get(nodes[1].url + "dep-pkg/", timeout=CLIENT_TIMEOUT).ok
+
+    def pages_counted(node: StandaloneServer) -> float:
+        text = requests.get(f"{node.root}/metrics", timeout=CLIENT_TIMEOUT).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("eggproxy_requests_total{") and 'kind="page"' in line
+        )
+
+    assert (pages_counted(nodes[0]), pages_counted(nodes[1])) == (3, 1)
+
+
 def test_update_from_a_third_process_while_both_nodes_serve(
     nodes: tuple[StandaloneServer, ...], upstream: Upstream
 ) -> None:
@@ -156,3 +180,104 @@ def test_update_from_a_third_process_while_both_nodes_serve(
             each.url + "demo-pkg/", headers={"Accept": JSON_V1}, timeout=CLIENT_TIMEOUT
         ).json()
         assert "demo_pkg-4.0-py3-none-any.whl" in {f["filename"] for f in page["files"]}
+
+
+def cached_bytes(cache_dir: Path) -> int:
+    """What the cache limit counts (every byte of the cache directory but the root's state)."""
+    return scan(cache_dir).usage.bytes
+
+
+def test_prune_from_a_third_process_while_both_nodes_serve_a_herd(
+    nodes: tuple[StandaloneServer, ...], upstream: Upstream, tmp_path: Path
+) -> None:
+    # Large files are sent by granian from disk, small ones from the worker's memory:
+    # both must survive their file being evicted between the stat and the send.
+    dists = [upstream.add_file("bulky", f"bulky-{i}.0.tar.gz", 700_000) for i in range(4)]
+    dists += [upstream.add_file("bulky", f"bulky-{i}.1.tar.gz", 60_000) for i in range(4)]
+    for dist in dists:
+        upstream.slow[dist.path.name] = 0.001  # misses overlap the prunes
+    node = nodes[0]
+    for each in nodes:
+        assert requests.get(each.url + "bulky/", timeout=CLIENT_TIMEOUT).status_code == 200
+    for dist in dists:  # all cached: the first prune has something to evict
+        assert fetch(f"{node.url}bulky/{dist.path.name}").complete
+    limit = 1_500_000  # two large files and a few small ones: most are evicted each time
+    assert cached_bytes(node.cache_dir) > limit
+    # The second node's configuration, run by a third process (cron on any node).
+    prune_cmd = [sys.executable, "-m", "eggproxy", "cache", "prune", "--max-size", str(limit)]
+    prune_cmd += ["-c", str(nodes[1].config_path), "--cache-dir", str(node.cache_dir)]
+    finals = {node.cache_dir / "bulky" / d.path.name: d.size for d in dists}
+    torn: list[tuple[str, int]] = []
+    prunes: list[subprocess.CompletedProcess[str]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        for _ in range(40000):  # bounded; stopped once the herd is done
+            if stop.wait(0.002):
+                return
+            for path, size in finals.items():
+                with contextlib.suppress(FileNotFoundError):
+                    if (seen := path.stat().st_size) != size:
+                        torn.append((path.name, seen))
+
+    pruned = threading.Event()
+
+    def prune_repeatedly() -> None:
+        try:
+            for _ in range(PRUNES):
+                prunes.append(
+                    subprocess.run(
+                        prune_cmd, capture_output=True, text=True, env=clean_env(), timeout=120
+                    )
+                )
+        finally:
+            pruned.set()
+
+    def client(i: int) -> list[tuple[str, Fetch]]:
+        got = []
+        for j in range(400):  # bounded; the herd lasts until the prunes are done
+            if pruned.is_set():
+                break
+            dist = dists[(i + j) % len(dists)]
+            url = f"{nodes[(i + j) % len(nodes)].url}bulky/{dist.path.name}"
+            got.append((dist.sha256, fetch(url)))
+        return got
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (watch, prune_repeatedly)]
+    for thread in threads:
+        thread.start()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = [r for got in pool.map(client, range(CLIENTS)) for r in got]
+    assert pruned.wait(PRUNES * 120)
+    stop.set()
+    for thread in threads:
+        thread.join(150)
+    assert not any(t.is_alive() for t in threads)
+
+    # Every answer whole and verified against the upstream's hash.
+    assert [fetched for _, fetched in results if not fetched.complete] == []
+    assert all(fetched.digest == expected for expected, fetched in results)
+    # No final name ever held part of a file; nothing partial left behind.
+    assert torn == []
+    for dist in dists:
+        assert leftovers(node.cache_dir, "bulky", dist.path.name) in ([], [dist.path.name])
+    assert all(p.returncode == 0 for p in prunes), [p.stderr for p in prunes]
+    evicting = [p.stdout for p in prunes if " evicted 0 files" not in p.stdout]
+    assert len(evicting) >= 2, [p.stdout for p in prunes]  # again and again, during the herd
+    # Evicted files were misses again: fetched from the upstream once more.
+    assert sum(upstream.hits[upstream.file_path(d.path.name)] for d in dists) > len(dists)
+
+    # Once the herd is over, one more pass leaves the cache within the limit.
+    final = subprocess.run(prune_cmd, capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert cached_bytes(node.cache_dir) <= limit
+    assert (node.cache_dir / "bulky" / "index.json").exists()  # pages stay
+    # The nodes keep serving: an evicted file is a miss, fetched and verified again.
+    gone = next(d for d in dists if not (node.cache_dir / "bulky" / d.path.name).exists())
+    before = upstream.hits[upstream.file_path(gone.path.name)]
+    for each in nodes:
+        again = fetch(f"{each.url}bulky/{gone.path.name}")
+        assert again.complete and again.digest == gone.sha256
+    assert upstream.hits[upstream.file_path(gone.path.name)] == before + 1
+    for each in nodes:
+        assert " 500 " not in each.log_text() and "Traceback" not in each.log_text()

@@ -66,7 +66,9 @@ class VarnishProxy(ServerHarness):
         purge: bool = True,
         settings: dict[str, str] | None = None,
         workers: int | None = None,
+        storage: str = "malloc,32m",
     ) -> None:
+        self.storage = storage  # varnishd -s: bench/tier.py keeps a bigger herd file
         self.base = public_dir("eggproxy-varnish-")
         self.cache_dir = self.base / "cache"
         self.port = free_port()
@@ -107,7 +109,7 @@ class VarnishProxy(ServerHarness):
         self.vcl.write_text(self.deploy())
         workdir = self.base / "varnish"
         cmd = [str(VARNISHD), "-F", "-a", f"127.0.0.1:{self.port}", "-f", str(self.vcl)]
-        cmd += ["-n", str(workdir), "-s", "malloc,32m", "-p", "default_grace=0"]
+        cmd += ["-n", str(workdir), "-s", self.storage, "-p", "default_grace=0"]
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 cmd,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from eggproxy.errors import EggproxyError
+from eggproxy.standalone.openfiles import OpenFiles
 from eggproxy.standalone.request import END, Headers, Receive, Request
 from eggproxy.standalone.static import Decision, Validators, decide
 
@@ -80,12 +81,14 @@ class FileSender:
 
     def __init__(self) -> None:
         self.small = SmallFiles()
+        self.opened = OpenFiles()  # large files, sent by descriptor (openfiles.py)
         # Following a download waits on the upstream for as long as it takes: a
         # pool of its own, so that slow streams never starve page fetches.
         self.stream_pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="eggproxy-stream")
 
     def close(self) -> None:
         self.stream_pool.shutdown(wait=False, cancel_futures=True)
+        self.opened.close()
 
     async def first(self, stream: Iterator[bytes]) -> bytes | BaseException | None:
         """The stream's first chunk, ``None`` if it is empty, or the error that ended it.
@@ -148,7 +151,12 @@ class FileSender:
         data = b""
         if st.st_size <= SMALL_FILE:
             data, v = self.small.get(name, st)
+            source = name  # not used: sent from memory
         else:
+            # Held open before anything is sent (a file gone since the stat is the
+            # caller's miss), and described as opened: a page replaced since the
+            # stat is sent whole, with its own length.
+            source, st = self.opened.path(name, st)
             v = Validators.from_stat(st)
         get = request.headers.get
         if_none_match, if_modified_since, range_header = (
@@ -191,9 +199,9 @@ class FileSender:
             return decision.status, end - start
         await request.start(decision.status, headers)
         if decision.status == 200 and PATHSEND in request.extensions:
-            await request.send({"type": PATHSEND, "path": name})
+            await request.send({"type": PATHSEND, "path": source})
             return 200, end - start
-        sent, _complete = await self.pump(request, _read_range(name, start, end), path.name)
+        sent, _complete = await self.pump(request, _read_range(source, start, end), path.name)
         return decision.status, sent
 
 
