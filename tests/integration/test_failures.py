@@ -17,6 +17,7 @@ import pytest
 import requests
 from conftest import FrontEnd, skip_behind_nginx
 from test_freshness import age_page
+from tests.integration.apache import ApacheProxy
 from tests.integration.standalone import StandaloneServer, start_serve, wait_until
 from tests.integration.upstream import Upstream
 
@@ -108,7 +109,12 @@ def test_waiters_share_one_failed_download(proxy: FrontEnd, upstream: Upstream) 
     responses = concurrently(proxy.url + f"demo-pkg/{WHEEL}")
     assert {r.status_code for r in responses} == {502}, [r.text for r in responses]
     assert all(one_line(r) for r in responses)
-    assert upstream.hits[upstream.file_path(WHEEL)] == 1  # one download for 16 clients
+    # One download for the clients that waited on it.  Under load, a request Apache had
+    # not yet handed to a child when the attempt failed has waited for nothing and rightly
+    # makes an attempt of its own (see warm_up): there, a few attempts, never one each.
+    attempts = upstream.hits[upstream.file_path(WHEEL)]
+    on_apache = isinstance(getattr(proxy, "server", None), ApacheProxy)
+    assert attempts == 1 or (on_apache and attempts <= CLIENTS // 4), attempts
 
     # A request that arrives after the failure makes a new attempt.
     upstream.truncate.discard(WHEEL)
@@ -116,7 +122,7 @@ def test_waiters_share_one_failed_download(proxy: FrontEnd, upstream: Upstream) 
     response = get(proxy.url + f"demo-pkg/{WHEEL}")
     assert response.status_code == 200
     assert response.content == upstream.file(WHEEL).path.read_bytes()
-    assert upstream.hits[upstream.file_path(WHEEL)] == 2
+    assert upstream.hits[upstream.file_path(WHEEL)] == attempts + 1
 
 
 @JSON_ONLY
