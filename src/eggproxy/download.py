@@ -6,9 +6,9 @@ callers) or follows the partial file as it grows (streaming callers).  The
 file is renamed into place only after its size and declared hash match, so
 a static server never sees a file that was not verified.
 
-A streaming caller first waits up to :data:`WHOLE_WAIT` for the whole
-file: when it is verified and in place by then, the front end sends it from
-disk without Python in the loop (issue 12: a herd on a fast link at the
+A streaming caller can first wait up to :data:`WHOLE_WAIT` for the whole
+file (:meth:`Follower.whole`): when it is verified and in place by then, the
+front end sends it from disk without Python in the loop (issue 12: a herd on a fast link at the
 clients' speed), and a failure in that time is a proper error status rather
 than a cut response.  Its last byte comes no later that way, as a stream
 holds back its last bytes until the file is in place anyway; only its first
@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +138,7 @@ class Downloader:
             failures.clear(target)
         return target
 
-    def stream(self, wanted: Wanted) -> tuple[int, Iterator[bytes] | None]:
+    def stream(self, wanted: Wanted) -> tuple[int, Follower | None]:
         """Start (or join) the download; return its size and the bytes as they arrive.
 
         Blocks until the size is known (the upstream's headers arrived), so
@@ -165,13 +165,7 @@ class Downloader:
                 future.result()  # raises the download's error
                 return target.stat().st_size, None
             self._wait()
-        # Woken by the end of the download here or, through the file's lock that
-        # the download thread here waits on, in another process.
-        wait([future], timeout=WHOLE_WAIT)
-        _raise_failure(future)
-        if future.done() and target.exists():
-            return size, None
-        return size, _follow(target, self.cache.part_path(target), future, self._wait)
+        return size, Follower(target, self.cache.part_path(target), future, self._wait)
 
     def shutdown(self) -> None:
         """Abort downloads in progress (their partial files are removed)."""
@@ -310,9 +304,45 @@ def _verify(
         )
 
 
+class Follower:
+    """The bytes of a download as they arrive; or, if it ends soon, the whole file.
+
+    An iterator of the bytes (:func:`_follow`), with one more question a
+    front end asks before the first of them: :meth:`whole`.
+    """
+
+    def __init__(
+        self, target: Path, part: Path, future: Future[Path], wait: Callable[[], None]
+    ) -> None:
+        self._target = target
+        self._future = future
+        self._chunks = _follow(target, part, future, wait)
+
+    def __iter__(self) -> Follower:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+    def whole(self) -> bool:
+        """Wait up to :data:`WHOLE_WAIT` for the download to end; is the file in place?
+
+        Raises the download's error if it failed meanwhile.  True: the verified
+        file is complete at its target, to be sent from disk instead of these
+        bytes.  Woken by the end of the download in this process or, through the
+        file's lock that the download thread here waits on, in another one.
+        """
+        wait([self._future], timeout=WHOLE_WAIT)
+        _raise_failure(self._future)
+        return self._future.done() and self._target.exists()
+
+
 def _follow(
     target: Path, part: Path, future: Future[Path], wait: Callable[[], None]
-) -> Iterator[bytes]:
+) -> Generator[bytes]:
     """Yield the bytes of ``part`` as the holder writes them, until it is ``target``.
 
     The last chunk read is held back until the download is verified, so a

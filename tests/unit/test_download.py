@@ -61,8 +61,9 @@ def test_a_download_done_within_the_wait_is_handed_over_whole(
 ) -> None:
     want = wanted(tmp_path, Response(CONTENT))
     size, stream = downloader.stream(want)
-    # No stream: the verified file is in place, for the front end to send from disk.
-    assert (size, stream) == (len(CONTENT), None)
+    assert size == len(CONTENT)
+    # The verified file is in place, for the front end to send from disk.
+    assert stream is None or stream.whole()
     assert want.target.read_bytes() == CONTENT
 
 
@@ -74,6 +75,7 @@ def test_a_download_still_running_after_the_wait_is_streamed(
     want = wanted(tmp_path, Response(CONTENT, release))
     size, stream = downloader.stream(want)
     assert size == len(CONTENT) and stream is not None
+    assert not stream.whole()
     first = next(stream)  # bytes before the download has ended
     assert first and not want.target.exists()
     release.set()
@@ -86,7 +88,8 @@ def test_a_failure_within_the_wait_is_raised_before_any_byte(
 ) -> None:
     want = wanted(tmp_path, Response(CONTENT), sha256="0" * 64)
     with pytest.raises(IntegrityError):
-        downloader.stream(want)
+        _size, stream = downloader.stream(want)
+        assert stream is not None and stream.whole()
     assert not want.target.exists()
     assert not list(want.target.parent.glob(".*.part"))
 

@@ -277,7 +277,12 @@ class App:
         result = await self.core(request, self.proxy.open_file, project, filename)
         if result.source is not None:
             request.upstream = (result.source, result.upstream_seconds)
-        if result.stream is None:  # complete already (a fast or concurrent download)
+        # A download that ends within a moment is sent whole from disk by granian,
+        # not pumped through Python (issue 12: a herd at the clients' speed).
+        whole = True if result.stream is None else await self.files.whole(result.stream)
+        if isinstance(whole, BaseException):
+            return await self.error(request, error_reply(whole), cause=whole), 0, "error"
+        if whole or result.stream is None:  # complete (a fast or concurrent download)
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"
         # A failure before the first byte is its own status (502/504/507), never a
