@@ -13,7 +13,9 @@ of random bytes, its sha256 and size on the page.  Each round times, one after t
 * ``direct``: ``--clients`` concurrent curl processes downloading the file from that nginx;
 * ``eggproxy``: the same clients, on a fresh ``eggproxy serve --workers N`` over an empty
   cache whose upstream is that nginx.  The project page is fetched once before (untimed), so
-  the herd is on the file alone.
+  the herd is on the file alone;
+* ``hits``: the same clients through the same eggproxy again, the file now cached (the floor
+  a cold herd stands on).
 
 A time is from the first client started to the last one done; every client must get the
 whole file (size and status checked), the cached file must hash to the page's sha256, and
@@ -157,10 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = args.size_mb * 2**20
     load_before = load()
     times: dict[str, list[float]] = {
-        "direct": [],
-        "eggproxy": [],
-        "direct cpu": [],
-        "eggproxy cpu": [],
+        key: [] for key in ("direct", "eggproxy", "hits", "direct cpu", "eggproxy cpu", "hits cpu")
     }
     gets: list[int] = []
     root = Path(tempfile.mkdtemp(prefix="eggproxy-bench-herd-"))
@@ -189,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if not n % 2:
                         cold, cold_cpu, got = _cold(server, access_log, args.clients, size)
                     gets.append(got)
+                    # The same herd again, now hits: the floor a cold herd stands on.
+                    warm, warm_cpu = herd(server.port, args.clients, size, server.worker_pids())
                     cached = cache / PROJECT / FILE
                     if file_sha256(cached) != sha256:
                         raise RuntimeError(f"{cached} does not hash to the page's sha256")
@@ -197,10 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 times["eggproxy"].append(cold)
                 times["direct cpu"].append(direct_cpu)
                 times["eggproxy cpu"].append(cold_cpu)
+                times["hits"].append(warm)
+                times["hits cpu"].append(warm_cpu)
                 log(
                     f"round {n + 1}: direct {direct:.3f}s eggproxy {cold:.3f}s "
-                    f"({cold / direct:.2f}x), server CPU {direct_cpu:.2f}s / {cold_cpu:.2f}s, "
-                    f"upstream GETs {gets[-1]}, load {load()}"
+                    f"({cold / direct:.2f}x) hits {warm:.3f}s, server CPU {direct_cpu:.2f}s / "
+                    f"{cold_cpu:.2f}s / {warm_cpu:.2f}s, upstream GETs {gets[-1]}, load {load()}"
                 )
     finally:
         if args.keep:
@@ -239,10 +242,16 @@ def report(
     print(f"ratio eggproxy / nginx {ratio:.2f}x  {verdict}")
     rounds = [c / d for c, d in zip(times["eggproxy"], times["direct"], strict=True)]
     print(f"ratio per round: {_seconds(rounds)}")
+    hits = statistics.median(times["hits"])
     print(
-        f"server CPU (s, median): nginx workers {statistics.median(times['direct cpu']):.2f}, "
-        f"eggproxy workers {statistics.median(times['eggproxy cpu']):.2f} "
-        "(the upstream nginx's share of eggproxy's round not counted)"
+        f"then as hits        {hits:7.3f}   rounds {_seconds(times['hits'])}"
+        f"  ({hits / direct:.2f}x)"
+    )
+    cpu = {key: statistics.median(times[f"{key} cpu"]) for key in ("direct", "eggproxy", "hits")}
+    print(
+        f"server CPU (s, median): nginx workers {cpu['direct']:.2f}, eggproxy workers "
+        f"{cpu['eggproxy']:.2f} cold, {cpu['hits']:.2f} hits "
+        "(the upstream nginx's share of the cold herd not counted)"
     )
     print(f"upstream GETs of the file per round: {gets} (must be 1)")
 
