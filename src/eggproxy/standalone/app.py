@@ -4,8 +4,9 @@ Hits are answered from disk: one ``stat``, then either the bytes of a small
 file (kept in a bounded memory cache that the same ``stat`` validates, so it
 never disagrees with the disk) or the file itself, handed to granian with the
 ``http.response.pathsend`` extension and sent from disk in Rust.  Misses and
-stale pages run the core in a worker thread; a missed file streams to the
-client as it arrives, with a ``Content-Length``.
+stale pages run the core in a worker thread; a missed file downloaded within
+a moment is then sent from disk as a hit is, a longer download streams to the
+client as it arrives, with a ``Content-Length`` (docs/decisions/0016).
 
 ASGI, not granian's faster-looking RSGI: ``await send(...)`` waits while the
 client is slower than we produce (granian applies backpressure to ASGI and
