@@ -8,11 +8,11 @@ a static server never sees a file that was not verified.
 
 A streaming caller can first wait up to :data:`WHOLE_WAIT` for the whole
 file (:meth:`Follower.whole`): when it is verified and in place by then, the
-front end sends it from disk without Python in the loop (issue 12: a herd on a fast link at the
-clients' speed), and a failure in that time is a proper error status rather
-than a cut response.  Its last byte comes no later that way, as a stream
-holds back its last bytes until the file is in place anyway; only its first
-byte may come up to that long later.
+front end sends it from disk without Python in the loop (issue 12: a herd on
+a fast link at the clients' speed), and a failure in that time is a proper
+error status rather than a cut response.  Its last byte comes no later that
+way, as a stream holds back its last bytes until the file is in place
+anyway; only its first byte may come up to that long later.
 """
 
 from __future__ import annotations
