@@ -213,6 +213,7 @@ class Nginx:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     name: str = "nginx"
+    access_log: Path | None = None  # off unless given (bench.herd counts upstream GETs)
 
     def config(self) -> str:
         built = subprocess.run(
@@ -233,6 +234,7 @@ class Nginx:
             "TEMP_PATHS": "\n    ".join(temp),
             "PORT": str(self.port),
             "CACHE": str(self.cache),
+            "ACCESS_LOG": f"access_log {self.access_log or 'off'};",
         }
         return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], NGINX_TEMPLATE.read_text())
 
@@ -565,7 +567,7 @@ print(received)
 """
 
 
-def download_command(port: int, path: str) -> list[str]:
+def download_command(port: int, path: str, max_time: int = 600) -> list[str]:
     """A client in a process of its own (curl if there is one): it shares no GIL with us."""
     if shutil.which("curl"):
         return [
@@ -574,7 +576,7 @@ def download_command(port: int, path: str) -> list[str]:
             "--show-error",
             "--fail",
             "--max-time",
-            "600",
+            str(max_time),
             "--output",
             os.devnull,
             "--write-out",

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from eggproxy.blocklist import Blocklist
 from eggproxy.cache import UPSTREAM, Cache, Freshness, PageState, Snapshot, freshness
 from eggproxy.config import Config
 from eggproxy.diskspace import DiskSpace, disk_space
-from eggproxy.download import Downloader, Wanted
+from eggproxy.download import Downloader, Follower, Wanted
 from eggproxy.errors import (
     EggproxyError,
     FileBlocked,
@@ -108,7 +108,7 @@ class FileResult:
     path: Path
     outcome: Literal["hit", "miss"]
     size: int
-    stream: Iterator[bytes] | None = None  # None: complete on disk at ``path``
+    stream: Follower | None = None  # None: complete on disk at ``path``
     source: str | None = None  # the source it comes from, on a miss
     upstream_seconds: float | None = None  # until the download's size was known
 

@@ -21,6 +21,8 @@ from tests.integration.apache import ApacheProxy
 from tests.integration.standalone import StandaloneServer, start_serve, wait_until
 from tests.integration.upstream import Upstream
 
+from eggproxy.download import WHOLE_WAIT
+
 pytestmark = pytest.mark.integration
 # The upstream's format does not matter here: JSON only, to halve the run.
 JSON_ONLY = pytest.mark.parametrize("upstream", ["json"], indirect=True)
@@ -189,7 +191,9 @@ def test_aborted_stream_is_logged_as_the_client_got_it(
     upstream, name = private_upstream, "cut_pkg-1.0-py3-none-any.whl"
     upstream.add_file("cut-pkg", name, 4 << 20)
     upstream.truncate.add(name)
-    upstream.slow[name] = 0.05  # per 64 KiB: the response has started when the cut comes
+    # Per 64 KiB; the cut (after 32 of them) comes once the followers have stopped
+    # waiting for the whole file, so the response has started.
+    upstream.slow[name] = (WHOLE_WAIT + 1.5) / 32
     with start_serve(upstream.url, tmp_path / "cache") as server:
         assert get(server.url + "cut-pkg/").status_code == 200
         status, received = read_until_cut(server.port, f"/simple/cut-pkg/{name}")

@@ -112,6 +112,31 @@ def test_a_herd_across_nodes_downloads_a_file_once(
     assert leftovers(nodes[0].cache_dir, "demo-pkg", name) == [name]
 
 
+@pytest.mark.parametrize("fault", ["truncate", "corrupt"])
+def test_a_herd_across_nodes_on_a_quick_failed_download_gets_502s(
+    nodes: tuple[StandaloneServer, ...], upstream: Upstream, fault: str
+) -> None:
+    # Ends (badly) well within the time followers wait for a whole file: every
+    # client of either node gets an error status, none a 200 cut short.
+    name = "demo_pkg-3.1-py3-none-any.whl"
+    upstream.add_file("demo-pkg", name, 1 << 20)
+    getattr(upstream, fault).add(name)
+    upstream.slow[name] = 0.01  # the herd arrives while the download runs
+    for node in nodes:
+        assert requests.get(node.url + "demo-pkg/", timeout=CLIENT_TIMEOUT).status_code == 200
+    barrier = threading.Barrier(CLIENTS)
+
+    def one(url: str) -> Fetch:
+        barrier.wait(CLIENT_TIMEOUT)
+        return fetch(url)
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(one, across(nodes, f"demo-pkg/{name}")))
+    assert {r.status for r in results} == {502}, results
+    assert upstream.hits[upstream.file_path(name)] == 1
+    assert leftovers(nodes[0].cache_dir, "demo-pkg", name) == []
+
+
 def test_concurrent_page_misses_across_nodes_ask_once(
     nodes: tuple[StandaloneServer, ...], upstream: Upstream
 ) -> None:

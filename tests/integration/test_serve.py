@@ -30,6 +30,8 @@ from tests.integration.standalone import (
 from tests.integration.upstream import Upstream
 from tests.support import proc_status
 
+from eggproxy.download import WHOLE_WAIT
+
 pytestmark = pytest.mark.integration
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -196,7 +198,8 @@ def test_miss_streams_before_download_finishes(
     served: StandaloneServer, serve_upstream: Upstream
 ) -> None:
     name = "big_pkg-3.0.tar.gz"
-    expected = add_big_file(serve_upstream, name, 20 << 20, slow=0.01)
+    # 320 chunks of 64 KiB: the download ends well after followers stop waiting for it.
+    expected = add_big_file(serve_upstream, name, 20 << 20, slow=(WHOLE_WAIT + 3) / 320)
     target = served.cache_dir / "big-pkg" / name
     with requests.get(file_url(served, "big-pkg", name), stream=True, timeout=CLIENT_TIMEOUT) as r:
         assert r.status_code == 200 and int(r.headers["Content-Length"]) == 20 << 20
@@ -215,7 +218,9 @@ def test_client_leaving_does_not_cancel_the_download(
     served: StandaloneServer, serve_upstream: Upstream
 ) -> None:
     name = "big_pkg-7.0.tar.gz"
-    expected = add_big_file(serve_upstream, name, 8 << 20, slow=0.005)
+    # Still downloading once followers stop waiting for the whole file: the client
+    # leaves a stream.
+    expected = add_big_file(serve_upstream, name, 8 << 20, slow=(WHOLE_WAIT + 1) / 128)
     target = served.cache_dir / "big-pkg" / name
     with requests.get(file_url(served, "big-pkg", name), stream=True, timeout=CLIENT_TIMEOUT) as r:
         assert next(r.iter_content(64 * 1024))

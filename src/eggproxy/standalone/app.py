@@ -4,8 +4,9 @@ Hits are answered from disk: one ``stat``, then either the bytes of a small
 file (kept in a bounded memory cache that the same ``stat`` validates, so it
 never disagrees with the disk) or the file itself, handed to granian with the
 ``http.response.pathsend`` extension and sent from disk in Rust.  Misses and
-stale pages run the core in a worker thread; a missed file streams to the
-client as it arrives, with a ``Content-Length``.
+stale pages run the core in a worker thread; a missed file downloaded within
+a moment is then sent from disk as a hit is, a longer download streams to the
+client as it arrives, with a ``Content-Length`` (docs/decisions/0016).
 
 ASGI, not granian's faster-looking RSGI: ``await send(...)`` waits while the
 client is slower than we produce (granian applies backpressure to ASGI and
@@ -277,7 +278,12 @@ class App:
         result = await self.core(request, self.proxy.open_file, project, filename)
         if result.source is not None:
             request.upstream = (result.source, result.upstream_seconds)
-        if result.stream is None:  # complete already (a fast or concurrent download)
+        # A download that ends within a moment is sent whole from disk by granian,
+        # not pumped through Python (issue 12: a herd at the clients' speed).
+        whole = True if result.stream is None else await self.files.whole(result.stream)
+        if isinstance(whole, BaseException):
+            return await self.error(request, error_reply(whole), cause=whole), 0, "error"
+        if whole or result.stream is None:  # complete (a fast or concurrent download)
             status, size = await self.files.send(request, result.path, result.path.stat(), headers)
             return status, size, "miss"
         # A failure before the first byte is its own status (502/504/507), never a

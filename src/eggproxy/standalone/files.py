@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
+from eggproxy.download import Follower
 from eggproxy.errors import EggproxyError
 from eggproxy.standalone.openfiles import OpenFiles
 from eggproxy.standalone.request import END, Headers, Receive, Request
@@ -89,6 +90,19 @@ class FileSender:
     def close(self) -> None:
         self.stream_pool.shutdown(wait=False, cancel_futures=True)
         self.opened.close()
+
+    async def whole(self, stream: Follower) -> bool | BaseException:
+        """Whether the download ends (verified, in place) within its short wait, or its error.
+
+        Waited for in the stream pool, whose threads are there for long waits: a
+        herd on one file never holds the core's threads that page misses need.
+        (The stream is closed unless it is still to be followed.)
+        """
+        loop = asyncio.get_running_loop()
+        whole = await loop.run_in_executor(self.stream_pool, _whole, stream)
+        if whole is not False:
+            await loop.run_in_executor(self.stream_pool, _close, stream)
+        return whole
 
     async def first(self, stream: Iterator[bytes]) -> bytes | BaseException | None:
         """The stream's first chunk, ``None`` if it is empty, or the error that ended it.
@@ -214,6 +228,14 @@ def _next_chunk(stream: Iterator[bytes]) -> bytes | BaseException | None:
     """
     try:
         return next(stream, None)
+    except (EggproxyError, OSError) as exc:
+        return exc.with_traceback(None)
+
+
+def _whole(stream: Follower) -> bool | BaseException:
+    """:meth:`Follower.whole`, its error returned rather than raised (as :func:`_next_chunk`)."""
+    try:
+        return stream.whole()
     except (EggproxyError, OSError) as exc:
         return exc.with_traceback(None)
 

@@ -1,0 +1,103 @@
+"""The downloader's streaming side: the whole file when it is done in time, else a stream."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eggproxy import download
+from eggproxy.cache import Cache
+from eggproxy.download import Downloader, Wanted, _Digest
+from eggproxy.errors import IntegrityError
+
+CONTENT = bytes(range(256)) * 4096  # 1 MiB
+
+
+class Response:
+    """A file response whose body can be held back after its first two chunks.
+
+    (A follower holds the last chunk it read back until more comes: two let one out.)
+    """
+
+    def __init__(self, body: bytes, release: threading.Event | None = None) -> None:
+        self.body = body
+        self.release = release
+        self.headers = {"Content-Length": str(len(body))}
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        for n, start in enumerate(range(0, len(self.body), chunk_size)):
+            yield self.body[start : start + chunk_size]
+            if n == 1 and self.release is not None:
+                assert self.release.wait(30), "the test never released the download"
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def wanted(tmp_path: Path, response: Response, sha256: str | None = None) -> Wanted:
+    digest = sha256 or hashlib.sha256(CONTENT).hexdigest()
+    target = tmp_path / "demo" / "demo-1.0.tar.gz"
+    return Wanted("http://upstream/demo-1.0.tar.gz", target, {"sha256": digest}, lambda _: response)
+
+
+@pytest.fixture
+def downloader(tmp_path: Path) -> Iterator[Downloader]:
+    loader = Downloader(Cache(tmp_path))
+    yield loader
+    loader.shutdown()
+
+
+def test_a_download_done_within_the_wait_is_handed_over_whole(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    want = wanted(tmp_path, Response(CONTENT))
+    size, stream = downloader.stream(want)
+    assert size == len(CONTENT)
+    # The verified file is in place, for the front end to send from disk.
+    assert stream is None or stream.whole()
+    assert want.target.read_bytes() == CONTENT
+
+
+def test_a_download_still_running_after_the_wait_is_streamed(
+    downloader: Downloader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "WHOLE_WAIT", 0.01)
+    release = threading.Event()
+    want = wanted(tmp_path, Response(CONTENT, release))
+    size, stream = downloader.stream(want)
+    assert size == len(CONTENT) and stream is not None
+    assert not stream.whole()
+    first = next(stream)  # bytes before the download has ended
+    assert first and not want.target.exists()
+    release.set()
+    assert first + b"".join(stream) == CONTENT
+    assert want.target.read_bytes() == CONTENT
+
+
+def test_a_failure_within_the_wait_is_raised_before_any_byte(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    want = wanted(tmp_path, Response(CONTENT), sha256="0" * 64)
+    with pytest.raises(IntegrityError):
+        _size, stream = downloader.stream(want)
+        assert stream is not None and stream.whole()
+    assert not want.target.exists()
+    assert not list(want.target.parent.glob(".*.part"))
+
+
+def test_the_digest_hashed_beside_the_download_is_the_file_s() -> None:
+    chunks = [CONTENT[i : i + 4099] for i in range(0, len(CONTENT), 4099)]
+    with ThreadPoolExecutor(2) as pool:
+        digest = _Digest(hashlib.sha256(), pool)
+        for chunk in chunks:
+            digest.update(chunk)
+        assert digest.hexdigest() == hashlib.sha256(CONTENT).hexdigest()
