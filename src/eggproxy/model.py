@@ -10,6 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
+
+# DistFile fields eggproxy itself sets on a parsed file (DistFile.marked).
+_MARKS: Final = frozenset({"source", "removed", "first_seen"})
 
 
 class ProjectStatus(enum.Enum):
@@ -54,6 +58,22 @@ class DistFile:
     def metadata_url(self) -> str:
         """PEP 658: the metadata file sits beside the file."""
         return self.url + ".metadata"
+
+    def marked(self, **marks: str | None) -> DistFile:
+        """A copy with eggproxy's own marks (``source``, ``removed``, ``first_seen``) set.
+
+        ``dataclasses.replace`` reads the fields and runs the frozen ``__init__``: ~15 µs
+        a file, and a page miss marks every file of the page (issue 13).  The marks are
+        plain strings, so a copy of the instance's dict is the same value.
+        """
+        unknown = marks.keys() - _MARKS
+        if unknown:
+            raise TypeError(f"not a mark: {', '.join(sorted(unknown))}")
+        state = self.__dict__.copy()
+        state.update(marks)
+        copy = object.__new__(DistFile)
+        object.__setattr__(copy, "__dict__", state)
+        return copy
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,13 @@ from eggproxy.policy import Policy, View, Withheld, iso, offered
 from eggproxy.powerloss import first_start_since_boot, torn_pages
 from eggproxy.prune import PruneReport, prune
 from eggproxy.purge import Purger
-from eggproxy.render import index_pages, page_versions, project_html, project_json_bytes
+from eggproxy.render import (
+    index_pages,
+    page_versions,
+    project_html,
+    project_json_bytes,
+    project_json_pair,
+)
 from eggproxy.routes import FileRoute, Redirect, Route
 from eggproxy.sources.aggregate import build_sources
 from eggproxy.sources.base import CHUNK_SIZE, Fetched
@@ -570,8 +576,8 @@ class Proxy:
         page = self._keep_removed(project, fetched.page, previous)
         page = _first_seen(page, previous, old.mtime if previous is not None else None, started)
         view = self._view(project, page)
-        html, json_page = project_html(view.page), project_json_bytes(view.page)
-        upstream = project_json_bytes(page, relative=False)
+        html = project_html(view.page)
+        json_page, upstream = project_json_pair(view.page, page)  # one pass when all is offered
         stamp = self._stamp(started, view)
         changed = self._write(project, html, json_page, upstream, fetched, old, started, stamp)
         # What the next file miss would parse from the copy just written: the stored copy has
@@ -785,7 +791,7 @@ class Proxy:
         listed = {f.filename for f in page.files}
         now = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         kept = [
-            f if f.removed else replace(f, removed=now)
+            f if f.removed else f.marked(removed=now)
             for f in previous.files
             if f.filename not in listed
             and (
@@ -1115,7 +1121,10 @@ def _first_seen(
     before = iso(previous_at) if previous_at is not None else None
     seen = {f.filename: f.first_seen or before for f in previous.files} if previous else {}
     stamp = iso(now)
-    files = tuple(replace(f, first_seen=seen.get(f.filename) or stamp) for f in page.files)
+    files = tuple(
+        f if f.first_seen == (mark := seen.get(f.filename) or stamp) else f.marked(first_seen=mark)
+        for f in page.files
+    )
     return replace(page, files=files)
 
 
