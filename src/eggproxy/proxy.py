@@ -47,6 +47,7 @@ from eggproxy.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from eggproxy.flights import Flights
 from eggproxy.inventory import Inventory, scan
 from eggproxy.mediatypes import Format
 from eggproxy.metrics import OUTCOMES, CacheUsage, Kind, Metrics, NullMetrics, Served
@@ -76,6 +77,7 @@ from eggproxy.verified import store_verified
 from eggproxy.verify import VerifyReport, verify
 
 USAGE_MAX_AGE = 10.0  # seconds a measured cache size is reused by scrapes and the status page
+FLIGHT_WAIT = 60.0  # seconds at least a thread waits for another's page miss, then the lock
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,7 @@ class Proxy:
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._parsed = ParsedPages()  # stored upstream copies, parsed once
+        self._flights = Flights()  # page misses being fetched by a thread of this process
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left.
@@ -457,6 +460,19 @@ class Proxy:
         if project is not None and self._negative.known_missing(project, self.clock()):
             raise ProjectNotFound(project)  # no source knew it a moment ago
         waiting_since = time.time()
+        flight = self._flights.begin(project)
+        if flight is None:  # we fetch; threads asking meanwhile wait for our pages
+            try:
+                with self.cache.lock(self._page_lock(project)):
+                    return self._page_locked(project, fmt, waiting_since)
+            finally:
+                self._flights.land(project)
+        # Another thread of this process fetches it: answered once its pages are in place.
+        flight.wait(max(FLIGHT_WAIT, 4 * self.config.timeout))
+        fresh = self._lookup(project, fmt)[0]
+        if fresh is not None:
+            return fresh
+        # It failed (or found nothing): the lock's path shares its answer (failures, negative).
         with self.cache.lock(self._page_lock(project)):
             return self._page_locked(project, fmt, waiting_since)
 
@@ -760,7 +776,13 @@ class Proxy:
             self.cache.touch_page(project, stamp)
             return False
         self.cache.write_page(
-            project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=stamp
+            project,
+            html=html,
+            json_page=json_page,
+            upstream=upstream,
+            state=state,
+            fetched=stamp,
+            published=functools.partial(self._flights.land, project),  # waiters: answered
         )
         log.info("fetched page of %s from %s", project, fetched.url)
         self._purger.changed(project)
