@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
 
 # DistFile fields eggproxy itself sets on a parsed file (DistFile.marked).
 _MARKS: Final = frozenset({"source", "removed", "first_seen"})
@@ -59,6 +59,19 @@ class DistFile:
         """PEP 658: the metadata file sits beside the file."""
         return self.url + ".metadata"
 
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> DistFile:
+        """Build from a dict that names every field: a parser's path, once a listed file.
+
+        The frozen ``__init__`` sets each field through ``object.__setattr__``,
+        half of a file's parse (issue 13); the dict becomes the instance's own.
+        """
+        if values.keys() != _FIELDS:
+            raise TypeError(f"fields of DistFile expected, got {sorted(values)}")
+        dist = object.__new__(cls)
+        object.__setattr__(dist, "__dict__", values)
+        return dist
+
     def marked(self, **marks: str | None) -> DistFile:
         """A copy with eggproxy's own marks (``source``, ``removed``, ``first_seen``) set.
 
@@ -74,6 +87,9 @@ class DistFile:
         copy = object.__new__(DistFile)
         object.__setattr__(copy, "__dict__", state)
         return copy
+
+
+_FIELDS: Final = frozenset(f.name for f in fields(DistFile))
 
 
 @dataclass(frozen=True)

@@ -328,21 +328,23 @@ def _json_file(item: Any, base_url: str, source: str | None) -> DistFile:
     first_seen = get("_first-seen")
     marked = get("_source")
     removed = get("_removed")
-    return DistFile(
-        filename=filename,
-        url=_absolute(base_url, url),
-        hashes={str(k).lower(): str(v) for k, v in hashes.items()},
-        requires_python=get("requires-python") or None,
-        # PEP 592: any string (even empty) means yanked, like HTML's bare attribute.
-        yanked=(yanked or True) if isinstance(yanked, str) else yanked,
-        core_metadata=_json_metadata(metadata, f"{filename}: core-metadata"),
-        gpg_sig=gpg if isinstance(gpg, bool) else None,
-        size=size,
-        upload_time=upload_time if isinstance(upload_time, str) else None,
-        source=marked if isinstance(marked, str) else source,
-        removed=removed if isinstance(removed, str) else None,
-        provenance=urljoin(base_url, provenance) if isinstance(provenance, str) else None,
-        first_seen=first_seen if isinstance(first_seen, str) else None,
+    return DistFile.from_fields(
+        {
+            "filename": filename,
+            "url": _absolute(base_url, url),
+            "hashes": {str(k).lower(): str(v) for k, v in hashes.items()},
+            "requires_python": get("requires-python") or None,
+            # PEP 592: any string (even empty) means yanked, like HTML's bare attribute.
+            "yanked": (yanked or True) if isinstance(yanked, str) else yanked,
+            "core_metadata": _json_metadata(metadata, f"{filename}: core-metadata"),
+            "gpg_sig": gpg if isinstance(gpg, bool) else None,
+            "size": size,
+            "upload_time": upload_time if isinstance(upload_time, str) else None,
+            "source": marked if isinstance(marked, str) else source,
+            "removed": removed if isinstance(removed, str) else None,
+            "provenance": urljoin(base_url, provenance) if isinstance(provenance, str) else None,
+            "first_seen": first_seen if isinstance(first_seen, str) else None,
+        }
     )
 
 

@@ -1,4 +1,4 @@
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
@@ -22,3 +22,12 @@ def test_marked_refuses_what_is_not_a_mark() -> None:
         DIST.marked(url="https://elsewhere.example.test/")
     with pytest.raises(AttributeError):  # still frozen
         DIST.marked(source="upstream").source = "other"  # type: ignore[misc]
+
+
+def test_from_fields_is_the_constructor() -> None:
+    values = {f.name: getattr(DIST, f.name) for f in fields(DistFile)}
+    built = DistFile.from_fields(dict(values))
+    assert built == DIST and repr(built) == repr(DIST)
+    del values["first_seen"]
+    with pytest.raises(TypeError, match="fields of DistFile expected"):
+        DistFile.from_fields(values)
