@@ -367,7 +367,7 @@ class Cache:
         """Store the root page from (HTML, JSON) chunks, streamed to disk as they come.
 
         Both pages are complete temporary files before either replaces the old
-        one (HTML first, the JSON page's mtime last, as in :meth:`write_page`).
+        one (HTML first, then JSON, then the state, as in :meth:`write_page`).
         """
         temps: list[str] = []
         try:
@@ -381,11 +381,11 @@ class Cache:
                 for html_chunk, json_chunk in chunks:
                     html.write(html_chunk)
                     json_page.write(json_chunk)
-            write_atomic(self.root / STATE, state.to_json())
             for tmp, fmt in zip(temps, FORMATS, strict=True):
                 os.chmod(tmp, 0o644)
                 os.utime(tmp, (fetched, fetched))
                 os.replace(tmp, self.root / PAGE_FILES[fmt])
+            write_atomic(self.root / STATE, state.to_json())  # last, as in write_page
         finally:
             for tmp in temps:
                 with contextlib.suppress(FileNotFoundError):
