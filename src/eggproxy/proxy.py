@@ -595,11 +595,22 @@ class Proxy:
         html = project_html(view.page)
         json_page, upstream = project_json_pair(view.page, page)  # one pass when all is offered
         stamp = self._stamp(started, view)
-        changed = self._write(project, html, json_page, upstream, fetched, old, started, stamp)
         # What the next file miss would parse from the copy just written: the stored copy has
         # the normalised name and PEP 700 versions (tests/unit/test_parsedpages.py: round trip).
-        page = replace(page, name=canonicalize_name(page.name), versions=tuple(page_versions(page)))
-        self._parsed.put(project, identity(self.cache.project_dir(project) / UPSTREAM), page)
+        stored = replace(
+            page, name=canonicalize_name(page.name), versions=tuple(page_versions(page))
+        )
+        copy = self.cache.project_dir(project) / UPSTREAM
+
+        def published() -> None:  # the pages are in place: remember the copy, answer waiters
+            self._parsed.put(project, identity(copy), stored)
+            self._flights.land(project)
+
+        changed = self._write(
+            project, html, json_page, upstream, fetched, old, started, stamp, published
+        )
+        if not changed:  # not rewritten: the copy on disk has the same bytes
+            self._parsed.put(project, identity(copy), stored)
         return changed
 
     def _view(self, project: NormalizedName, page: ProjectPage) -> View:
@@ -756,8 +767,12 @@ class Proxy:
         old: Snapshot,
         started: float,
         stamp: float,
+        published: Callable[[], None],
     ) -> bool:
-        """Store a fetched page; ``False`` when its bytes are those cached (not rewritten)."""
+        """Store a fetched page; ``False`` when its bytes are those cached (not rewritten).
+
+        ``published`` is called once the new pages are in place, before the state.
+        """
         # Both stored JSON copies: a file moved to another host changes only the upstream copy.
         digest = hashlib.sha256(json_page + b"\0" + upstream).hexdigest()
         state = PageState(
@@ -782,7 +797,7 @@ class Proxy:
             upstream=upstream,
             state=state,
             fetched=stamp,
-            published=functools.partial(self._flights.land, project),  # waiters: answered
+            published=published,
         )
         log.info("fetched page of %s from %s", project, fetched.url)
         self._purger.changed(project)
