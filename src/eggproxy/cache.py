@@ -255,19 +255,31 @@ class Cache:
         upstream: bytes | None,
         state: PageState,
         fetched: float,
+        published: Callable[[], object] | None = None,
     ) -> None:
-        """Store a fetched page: the upstream copy and state first, the pages last."""
+        """Store a fetched page: the upstream copy, the pages, then the state.
+
+        The upstream copy first: a file a new page lists is found in it.  The
+        JSON page's mtime is the page's fetch time: it is the last page written.
+        ``published`` is called once the pages are in place (waiters may be
+        answered), before the state.  The state comes last because it only
+        serves revalidation (ETag, serial, digest): a crash before it leaves the
+        new pages beside the previous state, whose ETag the upstream answers
+        with the new page again (200), never a 304 that would keep old pages.
+        """
         directory = self.project_dir(project)
         directory.mkdir(parents=True, exist_ok=True)
         try:
             if upstream is not None:
                 write_atomic(directory / UPSTREAM, upstream)
-            write_atomic(directory / STATE, state.to_json())
             write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
-            # The JSON page's mtime is the page's fetch time: written last.
             write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+            if published is not None:
+                published()
+            write_atomic(directory / STATE, state.to_json())
         except InsufficientStorage:
-            # The new ETag must not stay beside the old pages: a 304 would keep them.
+            # Cut short, the new HTML page may sit beside the old JSON page: without a
+            # state the next revalidation fetches the whole page (no 304 keeps the mix).
             with contextlib.suppress(FileNotFoundError):
                 (directory / STATE).unlink()
             raise
@@ -355,7 +367,7 @@ class Cache:
         """Store the root page from (HTML, JSON) chunks, streamed to disk as they come.
 
         Both pages are complete temporary files before either replaces the old
-        one (HTML first, the JSON page's mtime last, as in :meth:`write_page`).
+        one (HTML first, then JSON, then the state, as in :meth:`write_page`).
         """
         temps: list[str] = []
         try:
@@ -369,11 +381,11 @@ class Cache:
                 for html_chunk, json_chunk in chunks:
                     html.write(html_chunk)
                     json_page.write(json_chunk)
-            write_atomic(self.root / STATE, state.to_json())
             for tmp, fmt in zip(temps, FORMATS, strict=True):
                 os.chmod(tmp, 0o644)
                 os.utime(tmp, (fetched, fetched))
                 os.replace(tmp, self.root / PAGE_FILES[fmt])
+            write_atomic(self.root / STATE, state.to_json())  # last, as in write_page
         finally:
             for tmp in temps:
                 with contextlib.suppress(FileNotFoundError):
@@ -405,8 +417,7 @@ class Cache:
     @contextlib.contextmanager
     def lock(self, target: Path) -> Iterator[None]:
         """Hold the inter-process lock of ``target`` (blocking)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path(target), os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock(self.lock_path(target))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -429,8 +440,7 @@ class Cache:
         """Take the lock of ``target`` if it is free; yield whether we hold it."""
         lock_path = target if target.name.endswith(".lock") else self.lock_path(target)
         try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = _open_lock(lock_path)
         except FileNotFoundError:
             yield False
             return
@@ -443,6 +453,19 @@ class Cache:
             yield True
         finally:
             os.close(fd)
+
+
+def _open_lock(lock_path: Path) -> int:
+    """Open (or create) a lock file; its directory is made only when it is missing.
+
+    Not a ``mkdir`` first: it fails on all but the first lock taken in a
+    directory (issue 13: one failing system call per lock).
+    """
+    try:
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except FileNotFoundError:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
 
 
 def disk_full(exc: OSError, what: str) -> InsufficientStorage | None:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+# DistFile fields eggproxy itself sets on a parsed file (DistFile.marked).
+_MARKS: Final = frozenset({"source", "removed", "first_seen"})
 
 
 class ProjectStatus(enum.Enum):
@@ -54,6 +58,38 @@ class DistFile:
     def metadata_url(self) -> str:
         """PEP 658: the metadata file sits beside the file."""
         return self.url + ".metadata"
+
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> DistFile:
+        """Build from a dict that names every field: a parser's path, once a listed file.
+
+        The frozen ``__init__`` sets each field through ``object.__setattr__``,
+        half of a file's parse (issue 13); the dict becomes the instance's own.
+        """
+        if values.keys() != _FIELDS:
+            raise TypeError(f"fields of DistFile expected, got {sorted(values)}")
+        dist = object.__new__(cls)
+        object.__setattr__(dist, "__dict__", values)
+        return dist
+
+    def marked(self, **marks: str | None) -> DistFile:
+        """A copy with eggproxy's own marks (``source``, ``removed``, ``first_seen``) set.
+
+        ``dataclasses.replace`` reads the fields and runs the frozen ``__init__``: ~15 µs
+        a file, and a page miss marks every file of the page (issue 13).  The marks are
+        plain strings, so a copy of the instance's dict is the same value.
+        """
+        unknown = marks.keys() - _MARKS
+        if unknown:
+            raise TypeError(f"not a mark: {', '.join(sorted(unknown))}")
+        state = self.__dict__.copy()
+        state.update(marks)
+        copy = object.__new__(DistFile)
+        object.__setattr__(copy, "__dict__", state)
+        return copy
+
+
+_FIELDS: Final = frozenset(f.name for f in fields(DistFile))
 
 
 @dataclass(frozen=True)

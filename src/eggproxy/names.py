@@ -8,6 +8,7 @@ contain nothing that could leave its directory.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final, Literal
 
@@ -105,8 +106,13 @@ def dist_kind(filename: str) -> DistKind | None:
     return None
 
 
+@functools.lru_cache(maxsize=16384)
 def split_dist_filename(filename: str) -> tuple[str, str | None] | None:
-    """(project name as written, version or ``None``) read from a distribution file name."""
+    """(project name as written, version or ``None``) read from a distribution file name.
+
+    Remembered: packaging parses a wheel's version and tags (~12 µs), and a page
+    without PEP 700 ``versions`` asks this of every file, on every rendering.
+    """
     kind = dist_kind(filename)
     try:
         if kind == "wheel":

@@ -82,8 +82,10 @@ def _metadata_attr(value: str | None) -> bool | dict[str, str]:
     return True
 
 
-def project_from_html(text: str, base_url: str, name: str) -> ProjectPage:
-    """Parse a PEP 503 project page fetched from ``base_url``."""
+def project_from_html(
+    text: str, base_url: str, name: str, *, source: str | None = None
+) -> ProjectPage:
+    """Parse a PEP 503 project page fetched from ``base_url`` (``source`` marks its files)."""
     collector = _collect(text)
     base = urljoin(base_url, collector.base) if collector.base else base_url
     files = []
@@ -114,6 +116,7 @@ def project_from_html(text: str, base_url: str, name: str) -> ProjectPage:
                 core_metadata=_metadata_attr(metadata),
                 gpg_sig=None if gpg is None else gpg.lower() == "true",
                 provenance=urljoin(base, provenance) if provenance else None,
+                source=source,
             )
         )
     meta = collector.meta
@@ -297,37 +300,51 @@ def _absolute(base_url: str, url: str) -> str:
     return urldefrag(urljoin(base_url, url))[0]
 
 
-def _json_file(item: Any, base_url: str) -> DistFile:
-    item = _expect(item, dict, "files[]")
-    filename = _expect(item.get("filename"), str, "files[].filename")
-    url = _expect(item.get("url"), str, f"{filename}: url")
-    hashes = _expect(item.get("hashes", {}), dict, f"{filename}: hashes")
-    yanked = item.get("yanked", False)
-    _expect(yanked, (bool, str), f"{filename}: yanked")
+def _json_file(item: Any, base_url: str, source: str | None) -> DistFile:
+    # Once per file of every page miss: isinstance checks inline, one dict lookup each.
+    if not isinstance(item, dict):
+        raise MalformedPage(f"files[]: unexpected {type(item).__name__}")
+    get = item.get
+    filename = _expect(get("filename"), str, "files[].filename")
+    url = get("url")
+    if not isinstance(url, str):
+        raise MalformedPage(f"{filename}: url: unexpected {type(url).__name__}")
+    hashes = get("hashes", {})
+    if not isinstance(hashes, dict):
+        raise MalformedPage(f"{filename}: hashes: unexpected {type(hashes).__name__}")
+    yanked = get("yanked", False)
+    if not isinstance(yanked, (bool, str)):
+        raise MalformedPage(f"{filename}: yanked: unexpected {type(yanked).__name__}")
     # PEP 714: prefer core-metadata, accept the older dist-info-metadata.
-    metadata = item.get("core-metadata", item.get("dist-info-metadata"))
-    size = item.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+    metadata = get("core-metadata")
+    if metadata is None:
+        metadata = get("dist-info-metadata")
+    size = get("size")
+    if size is not None and (type(size) is not int or size < 0):  # bool is not a size
         raise MalformedPage(f"{filename}: size is not a count of bytes")
-    gpg = item.get("gpg-sig")
-    upload_time = item.get("upload-time")
-    provenance = item.get("provenance")  # PEP 740: a URL or null
-    first_seen = item.get("_first-seen")
-    return DistFile(
-        filename=filename,
-        url=_absolute(base_url, url),
-        hashes={str(k).lower(): str(v) for k, v in hashes.items()},
-        requires_python=item.get("requires-python") or None,
-        # PEP 592: any string (even empty) means yanked, like HTML's bare attribute.
-        yanked=(yanked or True) if isinstance(yanked, str) else yanked,
-        core_metadata=_json_metadata(metadata, f"{filename}: core-metadata"),
-        gpg_sig=gpg if isinstance(gpg, bool) else None,
-        size=size,
-        upload_time=upload_time if isinstance(upload_time, str) else None,
-        source=item["_source"] if isinstance(item.get("_source"), str) else None,
-        removed=item["_removed"] if isinstance(item.get("_removed"), str) else None,
-        provenance=urljoin(base_url, provenance) if isinstance(provenance, str) else None,
-        first_seen=first_seen if isinstance(first_seen, str) else None,
+    gpg = get("gpg-sig")
+    upload_time = get("upload-time")
+    provenance = get("provenance")  # PEP 740: a URL or null
+    first_seen = get("_first-seen")
+    marked = get("_source")
+    removed = get("_removed")
+    return DistFile.from_fields(
+        {
+            "filename": filename,
+            "url": _absolute(base_url, url),
+            "hashes": {str(k).lower(): str(v) for k, v in hashes.items()},
+            "requires_python": get("requires-python") or None,
+            # PEP 592: any string (even empty) means yanked, like HTML's bare attribute.
+            "yanked": (yanked or True) if isinstance(yanked, str) else yanked,
+            "core_metadata": _json_metadata(metadata, f"{filename}: core-metadata"),
+            "gpg_sig": gpg if isinstance(gpg, bool) else None,
+            "size": size,
+            "upload_time": upload_time if isinstance(upload_time, str) else None,
+            "source": marked if isinstance(marked, str) else source,
+            "removed": removed if isinstance(removed, str) else None,
+            "provenance": urljoin(base_url, provenance) if isinstance(provenance, str) else None,
+            "first_seen": first_seen if isinstance(first_seen, str) else None,
+        }
     )
 
 
@@ -341,11 +358,18 @@ def _serial(meta: Mapping[str, Any]) -> int | None:
     return serial if isinstance(serial, int) and not isinstance(serial, bool) else None
 
 
-def project_from_json(text: str, base_url: str, name: str | None = None) -> ProjectPage:
-    """Parse a PEP 691 project page fetched from ``base_url``."""
+def project_from_json(
+    text: str, base_url: str, name: str | None = None, *, source: str | None = None
+) -> ProjectPage:
+    """Parse a PEP 691 project page fetched from ``base_url``.
+
+    ``source``: the configured source that served it, marked on every file
+    that does not name one (done here, not by copying each file after).
+    """
     data = _load_json(text)
     meta = data["meta"]
-    files = tuple(_json_file(item, base_url) for item in _expect(data.get("files"), list, "files"))
+    items = _expect(data.get("files"), list, "files")
+    files = tuple([_json_file(item, base_url, source) for item in items])
     versions = data.get("versions")
     status = data.get("project-status")
     status = status if isinstance(status, dict) else {}

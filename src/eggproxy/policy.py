@@ -140,7 +140,11 @@ class Policy:
 
     def why(self, page: ProjectPage, dist: DistFile, now: float) -> Withheld | None:
         """Why ``dist`` of ``page`` is not offered ``now`` (``None``: it is)."""
-        project = canonicalize_name(page.name)
+        return self._why(canonicalize_name(page.name), page, dist, now)
+
+    def _why(
+        self, project: NormalizedName, page: ProjectPage, dist: DistFile, now: float
+    ) -> Withheld | None:
         if page.status is ProjectStatus.QUARANTINED:
             reason = f": {page.status_reason}" if page.status_reason else ""
             return Withheld("quarantine", f"the project is quarantined upstream (PEP 792){reason}")
@@ -177,8 +181,9 @@ class Policy:
         """The page as clients see it ``now``."""
         now = self.clock() if now is None else now
         withheld: dict[str, Withheld] = {}
+        project = canonicalize_name(page.name)  # once, not once a file
         for dist in page.files:
-            why = self.why(page, dist, now)
+            why = self._why(project, page, dist, now)
             if why is not None:
                 withheld[dist.filename] = why
         if page.status is ProjectStatus.QUARANTINED:

@@ -47,6 +47,7 @@ from eggproxy.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from eggproxy.flights import Flights
 from eggproxy.inventory import Inventory, scan
 from eggproxy.mediatypes import Format
 from eggproxy.metrics import OUTCOMES, CacheUsage, Kind, Metrics, NullMetrics, Served
@@ -59,7 +60,13 @@ from eggproxy.policy import Policy, View, Withheld, iso, offered
 from eggproxy.powerloss import first_start_since_boot, torn_pages
 from eggproxy.prune import PruneReport, prune
 from eggproxy.purge import Purger
-from eggproxy.render import index_pages, page_versions, project_html, project_json_bytes
+from eggproxy.render import (
+    index_pages,
+    page_versions,
+    project_html,
+    project_json_bytes,
+    project_json_pair,
+)
 from eggproxy.routes import FileRoute, Redirect, Route
 from eggproxy.sources.aggregate import build_sources
 from eggproxy.sources.base import CHUNK_SIZE, Fetched
@@ -70,6 +77,7 @@ from eggproxy.verified import store_verified
 from eggproxy.verify import VerifyReport, verify
 
 USAGE_MAX_AGE = 10.0  # seconds a measured cache size is reused by scrapes and the status page
+FLIGHT_WAIT = 60.0  # seconds at least a thread waits for another's page miss, then the lock
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +167,7 @@ class Proxy:
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._parsed = ParsedPages()  # stored upstream copies, parsed once
+        self._flights = Flights()  # page misses being fetched by a thread of this process
 
     def prepare(self) -> None:
         """Create or check the cache directory and clean what a crash left.
@@ -451,6 +460,19 @@ class Proxy:
         if project is not None and self._negative.known_missing(project, self.clock()):
             raise ProjectNotFound(project)  # no source knew it a moment ago
         waiting_since = time.time()
+        flight = self._flights.begin(project)
+        if flight is None:  # we fetch; threads asking meanwhile wait for our pages
+            try:
+                with self.cache.lock(self._page_lock(project)):
+                    return self._page_locked(project, fmt, waiting_since)
+            finally:
+                self._flights.land(project)
+        # Another thread of this process fetches it: answered once its pages are in place.
+        flight.wait(max(FLIGHT_WAIT, 4 * self.config.timeout))
+        fresh = self._lookup(project, fmt)[0]
+        if fresh is not None:
+            return fresh
+        # It failed (or found nothing): the lock's path shares its answer (failures, negative).
         with self.cache.lock(self._page_lock(project)):
             return self._page_locked(project, fmt, waiting_since)
 
@@ -570,14 +592,25 @@ class Proxy:
         page = self._keep_removed(project, fetched.page, previous)
         page = _first_seen(page, previous, old.mtime if previous is not None else None, started)
         view = self._view(project, page)
-        html, json_page = project_html(view.page), project_json_bytes(view.page)
-        upstream = project_json_bytes(page, relative=False)
+        html = project_html(view.page)
+        json_page, upstream = project_json_pair(view.page, page)  # one pass when all is offered
         stamp = self._stamp(started, view)
-        changed = self._write(project, html, json_page, upstream, fetched, old, started, stamp)
         # What the next file miss would parse from the copy just written: the stored copy has
         # the normalised name and PEP 700 versions (tests/unit/test_parsedpages.py: round trip).
-        page = replace(page, name=canonicalize_name(page.name), versions=tuple(page_versions(page)))
-        self._parsed.put(project, identity(self.cache.project_dir(project) / UPSTREAM), page)
+        stored = replace(
+            page, name=canonicalize_name(page.name), versions=tuple(page_versions(page))
+        )
+        copy = self.cache.project_dir(project) / UPSTREAM
+
+        def published() -> None:  # the pages are in place: remember the copy, answer waiters
+            self._parsed.put(project, identity(copy), stored)
+            self._flights.land(project)
+
+        changed = self._write(
+            project, html, json_page, upstream, fetched, old, started, stamp, published
+        )
+        if not changed:  # not rewritten: the copy on disk has the same bytes
+            self._parsed.put(project, identity(copy), stored)
         return changed
 
     def _view(self, project: NormalizedName, page: ProjectPage) -> View:
@@ -734,8 +767,12 @@ class Proxy:
         old: Snapshot,
         started: float,
         stamp: float,
+        published: Callable[[], None],
     ) -> bool:
-        """Store a fetched page; ``False`` when its bytes are those cached (not rewritten)."""
+        """Store a fetched page; ``False`` when its bytes are those cached (not rewritten).
+
+        ``published`` is called once the new pages are in place, before the state.
+        """
         # Both stored JSON copies: a file moved to another host changes only the upstream copy.
         digest = hashlib.sha256(json_page + b"\0" + upstream).hexdigest()
         state = PageState(
@@ -754,7 +791,13 @@ class Proxy:
             self.cache.touch_page(project, stamp)
             return False
         self.cache.write_page(
-            project, html=html, json_page=json_page, upstream=upstream, state=state, fetched=stamp
+            project,
+            html=html,
+            json_page=json_page,
+            upstream=upstream,
+            state=state,
+            fetched=stamp,
+            published=published,
         )
         log.info("fetched page of %s from %s", project, fetched.url)
         self._purger.changed(project)
@@ -785,7 +828,7 @@ class Proxy:
         listed = {f.filename for f in page.files}
         now = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         kept = [
-            f if f.removed else replace(f, removed=now)
+            f if f.removed else f.marked(removed=now)
             for f in previous.files
             if f.filename not in listed
             and (
@@ -1115,7 +1158,10 @@ def _first_seen(
     before = iso(previous_at) if previous_at is not None else None
     seen = {f.filename: f.first_seen or before for f in previous.files} if previous else {}
     stamp = iso(now)
-    files = tuple(replace(f, first_seen=seen.get(f.filename) or stamp) for f in page.files)
+    files = tuple(
+        f if f.first_seen == (mark := seen.get(f.filename) or stamp) else f.marked(first_seen=mark)
+        for f in page.files
+    )
     return replace(page, files=files)
 
 

@@ -9,6 +9,7 @@ the upstream's view (absolute URLs) beside the rendered pages.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from html import escape
 from typing import Any, Final
@@ -21,6 +22,19 @@ from eggproxy.names import PROVENANCE_SUFFIX, dist_version
 
 # Hash preference for the URL fragment of PEP 503 (one fragment per link).
 _FRAGMENT_HASHES: Final = ("sha256", "sha512", "sha384", "sha224", "sha1", "md5")
+# What ``quote`` leaves as it is (RFC 3986 unreserved, and "/"): most file names.
+_UNQUOTED: Final = re.compile(r"[A-Za-z0-9_.~/-]*")
+_HTML_SPECIAL: Final = re.compile(r"[&<>\"']")
+
+
+def _quote(name: str) -> str:
+    # Per file of every page rendered: one regex scan instead of quote's per-byte work.
+    return name if _UNQUOTED.fullmatch(name) else quote(name)
+
+
+def _escape(text: str) -> str:
+    # html.escape runs five replaces; most attribute values need none (issue 13).
+    return escape(text) if _HTML_SPECIAL.search(text) else text
 
 
 def _api_version(page: ProjectPage) -> str:
@@ -37,12 +51,12 @@ def _api_version(page: ProjectPage) -> str:
 
 
 def _link(dist: DistFile, relative: bool) -> str:
-    return quote(dist.filename) if relative else dist.url
+    return _quote(dist.filename) if relative else dist.url
 
 
 def _provenance_link(dist: DistFile, relative: bool) -> str:
     if relative:
-        return quote(dist.filename) + PROVENANCE_SUFFIX
+        return _quote(dist.filename) + PROVENANCE_SUFFIX
     return dist.provenance or ""
 
 
@@ -63,6 +77,11 @@ def page_versions(page: ProjectPage) -> list[str]:
 
 def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
     """The PEP 691 project page as a JSON-ready dict."""
+    files = [_json_items(dist)[0 if relative else 1] for dist in page.files]
+    return _json_page(page, files)
+
+
+def _json_page(page: ProjectPage, files: list[dict[str, Any]]) -> dict[str, Any]:
     meta: dict[str, Any] = {"api-version": _api_version(page)}
     if page.last_serial is not None:
         meta["_last-serial"] = page.last_serial
@@ -77,42 +96,6 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
         meta["_withheld"] = dict(page.withheld)
     if page.next_release:
         meta["_next-release"] = page.next_release
-    files = []
-    for dist in page.files:
-        item: dict[str, Any] = {
-            "filename": dist.filename,
-            "url": _link(dist, relative),
-            "hashes": dict(dist.hashes),
-        }
-        if dist.requires_python:
-            item["requires-python"] = dist.requires_python
-        if dist.yanked:
-            item["yanked"] = dist.yanked
-        if dist.core_metadata:
-            metadata = (
-                dict(dist.core_metadata)
-                if isinstance(dist.core_metadata, Mapping)
-                else dist.core_metadata
-            )
-            # PEP 714: both names, until every client reads the new one.
-            item["core-metadata"] = metadata
-            item["dist-info-metadata"] = metadata
-        if dist.gpg_sig is not None:
-            item["gpg-sig"] = dist.gpg_sig
-        if dist.size is not None:
-            item["size"] = dist.size
-        if dist.upload_time is not None:
-            item["upload-time"] = dist.upload_time
-        if dist.provenance:
-            # PEP 740: served by the proxy beside the file (fetched on demand).
-            item["provenance"] = _provenance_link(dist, relative)
-        if dist.first_seen and not relative:  # when eggproxy first saw it
-            item["_first-seen"] = dist.first_seen
-        if dist.source and not relative:  # kept in the stored copy, to fetch it again
-            item["_source"] = dist.source
-        if dist.removed:  # gone upstream, still cached (see serve_removed)
-            item["_removed"] = dist.removed
-        files.append(item)
     # PEP 691: "name" is the normalized name of the project.
     data: dict[str, Any] = {"meta": meta, "name": canonicalize_name(page.name), "files": files}
     data["versions"] = page_versions(page)
@@ -126,9 +109,67 @@ def project_json(page: ProjectPage, *, relative: bool = True) -> dict[str, Any]:
     return data
 
 
+def _json_items(dist: DistFile) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A file's entry as served (relative links) and as stored (absolute, eggproxy's marks)."""
+    item: dict[str, Any] = {
+        "filename": dist.filename,
+        "url": _link(dist, True),
+        "hashes": dict(dist.hashes),
+    }
+    if dist.requires_python:
+        item["requires-python"] = dist.requires_python
+    if dist.yanked:
+        item["yanked"] = dist.yanked
+    if dist.core_metadata:
+        metadata = (
+            dict(dist.core_metadata)
+            if isinstance(dist.core_metadata, Mapping)
+            else dist.core_metadata
+        )
+        # PEP 714: both names, until every client reads the new one.
+        item["core-metadata"] = metadata
+        item["dist-info-metadata"] = metadata
+    if dist.gpg_sig is not None:
+        item["gpg-sig"] = dist.gpg_sig
+    if dist.size is not None:
+        item["size"] = dist.size
+    if dist.upload_time is not None:
+        item["upload-time"] = dist.upload_time
+    stored = item.copy()  # the same keys in the same order, so far
+    stored["url"] = dist.url
+    if dist.provenance:
+        # PEP 740: served by the proxy beside the file (fetched on demand).
+        item["provenance"] = _provenance_link(dist, True)
+        stored["provenance"] = dist.provenance
+    if dist.first_seen:  # when eggproxy first saw it
+        stored["_first-seen"] = dist.first_seen
+    if dist.source:  # kept in the stored copy, to fetch it again
+        stored["_source"] = dist.source
+    if dist.removed:  # gone upstream, still cached (see serve_removed)
+        item["_removed"] = stored["_removed"] = dist.removed
+    return item, stored
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def project_json_bytes(page: ProjectPage, *, relative: bool = True) -> bytes:
     """The PEP 691 project page, encoded."""
-    return json.dumps(project_json(page, relative=relative), separators=(",", ":")).encode()
+    return _dumps(project_json(page, relative=relative))
+
+
+def project_json_pair(shown: ProjectPage, stored: ProjectPage) -> tuple[bytes, bytes]:
+    """The served JSON page of ``shown`` and the stored copy of ``stored``, encoded.
+
+    The same as two :func:`project_json_bytes` calls; when nothing is withheld
+    (``shown`` is ``stored``, the usual case) each file's entries are built once.
+    """
+    if shown is not stored:
+        return project_json_bytes(shown), project_json_bytes(stored, relative=False)
+    items = [_json_items(dist) for dist in shown.files]
+    served = _dumps(_json_page(shown, [i[0] for i in items]))
+    return served, _dumps(_json_page(stored, [i[1] for i in items]))
 
 
 def project_html(page: ProjectPage) -> bytes:
@@ -156,9 +197,9 @@ def project_html(page: ProjectPage) -> bytes:
         lines.append(f"<!-- withheld by policy: {rules}{until} -->")
     lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>"]
     for dist in page.files:
-        attrs = [f'href="{escape(_link(dist, True))}{escape(_fragment(dist.hashes))}"']
+        attrs = [f'href="{_escape(_link(dist, True))}{_escape(_fragment(dist.hashes))}"']
         if dist.requires_python:
-            attrs.append(f'data-requires-python="{escape(dist.requires_python)}"')
+            attrs.append(f'data-requires-python="{_escape(dist.requires_python)}"')
         if dist.yanked:
             reason = dist.yanked if isinstance(dist.yanked, str) else ""
             attrs.append(f'data-yanked="{escape(reason)}"')
@@ -169,13 +210,14 @@ def project_html(page: ProjectPage) -> bytes:
                 else "true"
             )
             # PEP 714: emit both attribute names.
-            attrs.append(f'data-core-metadata="{escape(value)}"')
-            attrs.append(f'data-dist-info-metadata="{escape(value)}"')
+            value = _escape(value)
+            attrs.append(f'data-core-metadata="{value}"')
+            attrs.append(f'data-dist-info-metadata="{value}"')
         if dist.gpg_sig is not None:
             attrs.append(f'data-gpg-sig="{"true" if dist.gpg_sig else "false"}"')
         if dist.provenance:  # PEP 740
             attrs.append(f'data-provenance="{escape(_provenance_link(dist, True))}"')
-        lines.append(f"<a {' '.join(attrs)}>{escape(dist.filename)}</a><br>")
+        lines.append(f"<a {' '.join(attrs)}>{_escape(dist.filename)}</a><br>")
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines).encode()
 

@@ -38,6 +38,30 @@ def test_write_page_sets_fetch_time(tmp_path: Path) -> None:
     assert freshness(cache.page_mtime(P), 10, 2005.0) is Freshness.FRESH
 
 
+def test_pages_are_in_place_before_the_state_is_written(tmp_path: Path) -> None:
+    """Waiters are answered at ``published``; a crash before the state leaves the old one."""
+    cache = Cache(tmp_path)
+    seen: list[tuple[bool, bool]] = []
+
+    def published() -> None:
+        names = ("index.html", "index.json", ".upstream.json")
+        assert all((tmp_path / P / name).exists() for name in names)
+        seen.append((cache.page_mtime(P) == 1000.0, cache.read_state(P) is None))
+
+    state = PageState(url="https://u/simple/demo-pkg/", etag='"e"')
+    cache.write_page(
+        P,
+        html=b"h",
+        json_page=b"j",
+        upstream=b"u",
+        state=state,
+        fetched=1000.0,
+        published=published,
+    )
+    assert seen == [(True, True)]  # the pages in place, the state not yet
+    assert cache.read_state(P) == state
+
+
 def test_broken_state_is_refetched(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     (tmp_path / "demo-pkg").mkdir()

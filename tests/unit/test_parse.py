@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,22 @@ def test_absolute_urls_as_urljoin_gives_them() -> None:
         "demo-1.0.tar.gz",
     ):
         assert _absolute(base, url) == urldefrag(urljoin(base, url))[0]
+
+
+def test_files_are_marked_with_the_source_that_served_them() -> None:
+    page = json.dumps(
+        {
+            "meta": {"api-version": "1.1"},
+            "name": "demo",
+            "files": [
+                {"filename": "demo-1.0.tar.gz", "url": "demo-1.0.tar.gz", "hashes": {}},
+                {"filename": "demo-2.0.tar.gz", "url": "x", "hashes": {}, "_source": "other"},
+            ],
+        }
+    )
+    files = project_from_json(page, "https://upstream.example.test/", source="first").files
+    assert [f.source for f in files] == ["first", "other"]  # a stored copy's mark is kept
+    html = '<a href="demo-1.0.tar.gz">demo-1.0.tar.gz</a>'
+    html_files = project_from_html(html, "https://upstream.example.test/", "demo", source="first")
+    assert [f.source for f in html_files.files] == ["first"]
+    assert project_from_json(page, "https://upstream.example.test/").files[0].source is None

@@ -9,6 +9,7 @@ from eggproxy.render import (
     project_html,
     project_json,
     project_json_bytes,
+    project_json_pair,
 )
 
 DATA = Path(__file__).parent.parent / "data"
@@ -128,3 +129,58 @@ def test_root_page_says_api_version_1_1_like_project_pages() -> None:
     index = IndexPage(projects=("Demo",))
     assert json.loads(index_json_bytes(index))["meta"]["api-version"] == "1.1"
     assert b'name="pypi:repository-version" content="1.1"' in index_html(index)
+
+
+def _marked_page() -> ProjectPage:
+    """Every per-file branch of the renderers: marks, provenance, names that need quoting."""
+    odd = DistFile(
+        "a+b&c<d>-1.0.tar.gz",
+        "https://upstream.example.test/a%2Bb.tar.gz",
+        {"sha256": "0" * 64},
+        requires_python='>=3.8,<"4"',
+        yanked="bad & <worse>",
+        core_metadata=True,
+        gpg_sig=False,
+        size=3,
+        provenance="https://upstream.example.test/p",
+        removed="2024-01-01T00:00:00Z",
+        first_seen="2023-01-01T00:00:00Z",
+        source="upstream",
+    )
+    page = _page()
+    return ProjectPage(page.name, (*page.files, odd), page.versions, sources=("upstream",))
+
+
+def test_json_pair_is_the_served_page_and_the_stored_copy() -> None:
+    page = _marked_page()
+    served, stored = project_json_pair(page, page)
+    assert served == project_json_bytes(page)
+    assert stored == project_json_bytes(page, relative=False)
+    shown = ProjectPage(page.name, page.files[:1])  # something withheld: two renderings
+    assert project_json_pair(shown, page) == (
+        project_json_bytes(shown),
+        project_json_bytes(page, relative=False),
+    )
+
+
+def test_only_the_stored_copy_keeps_eggproxys_marks() -> None:
+    page = _marked_page()
+    served, stored = (json.loads(b)["files"][-1] for b in project_json_pair(page, page))
+    assert served["url"] == "a%2Bb%26c%3Cd%3E-1.0.tar.gz"
+    assert served["provenance"] == "a%2Bb%26c%3Cd%3E-1.0.tar.gz.provenance"
+    assert "_first-seen" not in served and "_source" not in served
+    assert served["_removed"] == stored["_removed"] == "2024-01-01T00:00:00Z"
+    assert stored["url"] == "https://upstream.example.test/a%2Bb.tar.gz"
+    assert stored["provenance"] == "https://upstream.example.test/p"
+    assert (stored["_first-seen"], stored["_source"]) == ("2023-01-01T00:00:00Z", "upstream")
+
+
+def test_html_escapes_what_needs_it() -> None:
+    html = project_html(_marked_page()).decode()
+    assert 'href="a%2Bb%26c%3Cd%3E-1.0.tar.gz#sha256=' in html
+    assert 'data-requires-python="&gt;=3.8,&lt;&quot;4&quot;"' in html
+    assert 'data-yanked="bad &amp; &lt;worse&gt;"' in html
+    assert ">a+b&amp;c&lt;d&gt;-1.0.tar.gz</a>" in html
+    again = project_from_html(html, PROXY, "demo-pkg").files[-1]
+    assert again.filename == "a+b&c<d>-1.0.tar.gz"
+    assert (again.requires_python, again.yanked) == ('>=3.8,<"4"', "bad & <worse>")

@@ -165,8 +165,9 @@ def _label(fetched: Fetched[ProjectPage], name: str) -> Fetched[ProjectPage]:
     page = fetched.page
     if page is None:
         return fetched
-    files = tuple(replace(f, source=name) for f in page.files)
-    return replace(fetched, page=replace(page, files=files, sources=(name,)))
+    if any(f.source != name for f in page.files):
+        page = replace(page, files=tuple(f.marked(source=name) for f in page.files))
+    return replace(fetched, page=replace(page, sources=(name,)))
 
 
 def _combine(found: Sequence[tuple[Entry, Fetched[ProjectPage]]]) -> Fetched[ProjectPage]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import requests
@@ -29,14 +30,52 @@ from eggproxy.parse import iter_index_html, iter_index_json, project_from_html, 
 from eggproxy.reasons import reason
 from eggproxy.sources.base import CHUNK_SIZE, Fetched, FileResponse, RootListing
 
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
+
 log = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"eggproxy/{__version__}"
 
 
+class _Session(requests.Session):
+    """A ``requests.Session`` that reads the proxy environment once per upstream host.
+
+    requests walks the whole process environment twice per request to find
+    proxies and ``no_proxy`` (``urllib.request.getproxies``): on a fast link a
+    good part of a miss's CPU (issue 13).  The environment of a running server
+    does not change, so the answer for a host (scheme and port) is kept; a
+    request with its own ``proxies`` is left to requests.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings: dict[tuple[Any, ...], _Settings] = {}
+        self._settings_lock = threading.Lock()
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if proxies or not self.trust_env or not isinstance(url, str):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert, self.verify, self.cert)
+        with self._settings_lock:
+            settings = self._settings.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, {}, stream, verify, cert)
+            with self._settings_lock:
+                if len(self._settings) > 1024:
+                    self._settings.clear()
+                self._settings[key] = settings
+        copy = settings.copy()
+        copy["proxies"] = dict(settings["proxies"])  # requests may add to it
+        return copy
+
+
 def make_session(pool_size: int = 32) -> requests.Session:
     """A pooled session for one upstream host set, shared by all threads."""
-    session = requests.Session()
+    session = _Session()
     # One retry of a failed connection, never a sleep on Retry-After: a client
     # waiting on us is better served by the stale page than by a long wait.
     retry = Retry(total=1, read=False, status=0, respect_retry_after_header=False)
@@ -87,9 +126,10 @@ class UpstreamIndex:
         """Fetch a project page; raise :class:`ProjectNotFound` on 404."""
 
         def parse(text: str, url: str, is_json: bool) -> ProjectPage:
+            # Files marked with their source as they are parsed (aggregate's _label copies none).
             if is_json:
-                return project_from_json(text, url, project)
-            return project_from_html(text, url, project)
+                return project_from_json(text, url, project, source=self.name)
+            return project_from_html(text, url, project, source=self.name)
 
         return self._fetch(self.project_url(project), etag, since, parse, project)
 
