@@ -19,6 +19,7 @@ import configparser
 import enum
 import ipaddress
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,12 @@ class SourceMode(enum.Enum):
     FIRST = "first"
     # Its files are added to an earlier source's page, where PEP 708 permits.
     UNSAFE_MERGE = "unsafe-merge"
+
+
+def node_name() -> str:
+    """This machine's host name, as a single path segment (for per-node folders)."""
+    name = socket.gethostname().replace(os.sep, "_").strip(".")
+    return name or "localhost"
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,12 @@ class Config:
 
     @property
     def metrics_path(self) -> Path:
-        """Where ``eggproxy serve`` keeps its metrics: ``metrics_dir``, else in the cache."""
-        return self.metrics_dir or self.cache_dir / ".metrics"
+        """Where ``eggproxy serve`` keeps its metrics: ``metrics_dir``, else in the cache.
+
+        The default has a folder per host: nodes sharing one cache directory
+        (issue 12) must not empty or sum each other's counts.
+        """
+        return self.metrics_dir or self.cache_dir / ".metrics" / node_name()
 
     @property
     def effective_sources(self) -> tuple[SourceConfig, ...]:

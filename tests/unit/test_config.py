@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from eggproxy.config import SourceMode, default_index_url, load_config
+from eggproxy.config import SourceMode, default_index_url, load_config, node_name
 from eggproxy.errors import ConfigError
 
 INDEX = "https://index.example.test/simple/"
@@ -229,7 +229,8 @@ def test_operating_defaults(tmp_path: Path) -> None:
     path = _write(tmp_path, f"[eggproxy]\ncache_dir = {tmp_path}/c\nindex = {INDEX}\n")
     config = load_config(path, environ={})
     assert (config.metrics, config.max_cache_size, config.access_log) == (True, None, "clf")
-    assert config.metrics_path == tmp_path / "c" / ".metrics"
+    assert config.metrics_path == tmp_path / "c" / ".metrics" / node_name()
+    assert "/" not in node_name() and node_name() not in ("", ".", "..")
 
 
 def test_supply_chain_keys(tmp_path: Path) -> None:
