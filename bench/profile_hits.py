@@ -54,6 +54,10 @@ def collapsed(path: Path) -> tuple[collections.Counter[str], collections.Counter
     return own, total, samples
 
 
+def _line(name: str, own: collections.Counter[str], total: collections.Counter[str], n: int) -> str:
+    return f"{100 * own[name] / n:7.1f} {100 * total[name] / n:7.1f}  {name}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -89,12 +93,15 @@ def main() -> int:
                         return 1
                     out = run / f"{label.replace(' ', '-')}.txt"
                     url = f"http://127.0.0.1:{server.port}{path}"
-                    load = subprocess.Popen(
-                        ["wrk", "-t1", "-c32", f"-d{args.seconds + 2}s", "-H", f"Accept: {accept}"]
-                        + [url],
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
+                    wrk = [
+                        "wrk",
+                        "-t1",
+                        "-c32",
+                        f"-d{args.seconds + 2}s",
+                        "-H",
+                        f"Accept: {accept}",
+                    ]
+                    load = subprocess.Popen([*wrk, url], stdout=subprocess.PIPE, text=True)
                     cmd = [spy, "record", "-p", str(pid), "-d", str(args.seconds), "-r", "250"]
                     cmd += ["--format", "raw", "-o", str(out), "--nonblocking"]
                     if args.native:
@@ -105,11 +112,11 @@ def main() -> int:
                     own, total, samples = collapsed(out)
                     print(f"\n=== {label}: {samples} samples; wrk {rps.strip()} (py-spy slows it)")
                     print(f"{'self %':>7} {'total %':>7}  function")
-                    for name, n in own.most_common(args.top):
-                        print(f"{100 * n / samples:7.1f} {100 * total[name] / samples:7.1f}  {name}")
+                    for name, _n in own.most_common(args.top):
+                        print(_line(name, own, total, samples))
                     print("-- by total --")
-                    for name, n in total.most_common(args.top):
-                        print(f"{100 * own[name] / samples:7.1f} {100 * n / samples:7.1f}  {name}")
+                    for name, _n in total.most_common(args.top):
+                        print(_line(name, own, total, samples))
     return 0
 
 
