@@ -68,7 +68,7 @@ class ReadyResponses:
                 {"type": "http.response.body", "body": data},
                 v.size,
             )
-            if len(self._small) > len(self.small) + 64:  # evicted copies' entries
+            if len(self._small) > len(self.small) + 16:  # drop entries of evicted copies
                 self._small = {p: i for p, i in self._small.items() if self.small.holds(p)}
             self._small[path] = (v, variant, ready)
             return ready
