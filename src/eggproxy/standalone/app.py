@@ -3,7 +3,10 @@
 Hits are answered from disk: one ``stat``, then either the bytes of a small
 file (kept in a bounded memory cache that the same ``stat`` validates, so it
 never disagrees with the disk) or the file itself, handed to granian with the
-``http.response.pathsend`` extension and sent from disk in Rust.  Misses and
+``http.response.pathsend`` extension and sent from disk in Rust.  A plain GET
+(no conditional, Range or Via header) of a fresh page or a cached file is
+answered from messages built once per file version (:mod:`.ready`); the
+rest takes the general path, :meth:`App.handle`.  Misses and
 stale pages run the core in a worker thread; a missed file streams to the
 client as it arrives, with a ``Content-Length``.
 
@@ -227,6 +230,8 @@ class App:
         path, target = plain
         try:
             if isinstance(target, FileRoute):
+                if self.proxy.policy.names(target.project):
+                    return None  # a deny entry or record may refuse it: counted once, there
                 cached = self.proxy.cached_file(target.project, target.filename)
                 if cached is None:
                     return None
