@@ -85,3 +85,35 @@ def test_errors_are_not_stored(served: StandaloneServer, upstream: Upstream) -> 
     failed = get(f"{served.url}demo-pkg/{WHEEL}")
     assert failed.status_code in (502, 504)
     assert failed.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("what", ["page JSON", "page HTML", "small file", "large file"])
+def test_a_plain_hit_sends_what_the_general_path_sends(
+    served: StandaloneServer, upstream: Upstream, what: str
+) -> None:
+    # A plain GET is answered from a ready response (standalone/ready.py); one with a
+    # conditional header that does not match takes the general path: same answer.
+    upstream.add_file("big-pkg", "big_pkg-1.0.tar.gz", 600 * 1024)  # past SMALL_FILE
+    paths = {
+        "page JSON": ("demo-pkg/", JSON_V1),
+        "page HTML": ("demo-pkg/", "text/html"),
+        "small file": (f"demo-pkg/{WHEEL}", "*/*"),
+        "large file": ("big-pkg/big_pkg-1.0.tar.gz", "*/*"),
+    }
+    path, accept = paths[what]
+    get(served.url + path.split("/")[0] + "/")
+    assert get(served.url + path, Accept=accept).status_code == 200  # a miss for files
+    plain = get(served.url + path, Accept=accept)
+    general = get(served.url + path, Accept=accept, **{"If-None-Match": '"not-it"'})
+    assert plain.status_code == general.status_code == 200
+    assert plain.content == general.content
+    drop = {"date"}  # the second may tick, and max-age with it
+    if what.startswith("page"):
+        drop.add("cache-control")
+        assert (
+            plain.headers["cache-control"].split(",")[2:]
+            == (general.headers["cache-control"].split(",")[2:])
+        )
+    assert [(k, v) for k, v in plain.headers.items() if k.lower() not in drop] == [
+        (k, v) for k, v in general.headers.items() if k.lower() not in drop
+    ]

@@ -3,7 +3,10 @@
 Hits are answered from disk: one ``stat``, then either the bytes of a small
 file (kept in a bounded memory cache that the same ``stat`` validates, so it
 never disagrees with the disk) or the file itself, handed to granian with the
-``http.response.pathsend`` extension and sent from disk in Rust.  Misses and
+``http.response.pathsend`` extension and sent from disk in Rust.  A plain GET
+(no conditional, Range or Via header) of a fresh page or a cached file is
+answered from messages built once per file version (:mod:`.ready`); the
+rest takes the general path, :meth:`App.handle`.  Misses and
 stale pages run the core in a worker thread; a missed file downloaded within
 a moment is then sent from disk as a hit is, a longer download streams to the
 client as it arrives, with a ``Content-Length`` (docs/decisions/0016).
@@ -45,16 +48,20 @@ from eggproxy.mediatypes import choose_format
 from eggproxy.names import NormalizedName
 from eggproxy.proxy import Proxy
 from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, error_reply
-from eggproxy.routes import FileRoute, Redirect, RootRoute, Route, route
+from eggproxy.routes import FileRoute, ProjectRoute, Redirect, RootRoute, Route, route
 from eggproxy.standalone import admin
 from eggproxy.standalone.accesslog import AccessLog
-from eggproxy.standalone.files import FileSender
+from eggproxy.standalone.files import PATHSEND, FileSender
+from eggproxy.standalone.ready import ReadyResponses
 from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
 
 log = logging.getLogger("eggproxy.server")
 
 T = TypeVar("T")
 POLICY_CHECK: Final = 2.0  # seconds between two looks at the blocklist (it rate-limits too)
+# Request headers that a plain hit has none of: the general path decides on them.
+NOT_PLAIN: Final = frozenset({b"if-none-match", b"if-modified-since", b"range", b"via"})
+PlainRoute = RootRoute | ProjectRoute | FileRoute
 
 
 class App:
@@ -73,9 +80,13 @@ class App:
         self.access_log = access_log
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="eggproxy-miss")
         self.files = FileSender()
-        # Routing and negotiation are pure: remember recent answers.
+        self.ready = ReadyResponses(self.files.small)
+        # Routing, negotiation and the headers they lead to are pure: remember recent answers.
         self.route = functools.lru_cache(maxsize=4096)(self._route)
+        self.plain_route = functools.lru_cache(maxsize=4096)(self._plain_route)
         self.negotiate = functools.lru_cache(maxsize=256)(choose_format)
+        self.file_headers = functools.lru_cache(maxsize=4096)(_file_headers)
+        self.page_headers = functools.lru_cache(maxsize=1024)(self._page_headers)
         self._watch: asyncio.Task[None] | None = None
         self._ahead: asyncio.Task[None] | None = None
 
@@ -84,6 +95,24 @@ class App:
             return route(path, self.prefix)
         except EggproxyError as exc:
             return exc
+
+    def _plain_route(self, raw_path: bytes) -> tuple[str, PlainRoute] | None:
+        """The path and route of a page or file, else ``None`` (the general path answers)."""
+        path = raw_path.decode("latin-1")
+        if path in admin.PATHS or (path == "/" and self.prefix != "/"):
+            return None
+        target = self.route(path)
+        if isinstance(target, RootRoute | ProjectRoute | FileRoute):
+            return path, target
+        return None
+
+    def _page_headers(self, content_type: str, max_age: int) -> Headers:
+        return [
+            ("content-type", content_type),
+            # PEP 691: one URL, two formats; shared caches must key on Accept.
+            ("vary", "Accept"),
+            ("cache-control", page_cache_control(max_age, self.config.stale_while_revalidate)),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -145,6 +174,24 @@ class App:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        if scope["method"] == "GET":
+            hit = await self.plain_hit(scope, send)
+            if hit is not None:
+                path, plain, size = hit
+                self.proxy.served(plain, "hit", size)
+                if self.access_log is not None:
+                    client = scope.get("client")
+                    self.access_log.add(
+                        client[0] if client else "-",
+                        "GET",
+                        path,
+                        scope["http_version"],
+                        200,
+                        size,
+                        time.perf_counter() - started,
+                        "hit",
+                    )
+                return
         request = Request(scope, receive, send)
         status, size, outcome = await self.handle(request)
         if outcome != "-":  # an index answer: counted by the core
@@ -164,6 +211,60 @@ class App:
                 outcome,
                 request.upstream,
             )
+
+    async def plain_hit(self, scope: Scope, send: Send) -> tuple[str, PlainRoute, int] | None:
+        """Answer a plain GET of a fresh page or a cached file from a ready response.
+
+        Plain: no conditional, Range or Via header, no header sent twice.  Anything
+        else (a miss, a stale page, a blocked file, a policy check due) returns
+        ``None`` before a byte is sent, and :meth:`handle` answers it.  The same
+        headers as :meth:`handle` sends, with one ``stat`` and two ``send`` calls.
+        """
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
+        raw_path = scope.get("raw_path")
+        if len(headers) != len(raw_headers) or not NOT_PLAIN.isdisjoint(headers) or not raw_path:
+            return None
+        plain = self.plain_route(raw_path)
+        if plain is None or self.proxy.policy_check_due():
+            return None
+        path, target = plain
+        try:
+            if isinstance(target, FileRoute):
+                if self.proxy.policy.names(target.project):
+                    return None  # a deny entry or record may refuse it: counted once, there
+                cached = self.proxy.cached_file(target.project, target.filename)
+                if cached is None:
+                    return None
+                name = str(cached[0])
+                start, body, size = self.ready.get(
+                    name, cached[1], self.file_headers(target.filename), None
+                )
+                if body is None:
+                    if PATHSEND not in (scope.get("extensions") or ()):
+                        return None
+                    body = {"type": PATHSEND, "path": name}
+            else:
+                accept = headers.get(b"accept")
+                fmt, content_type = self.negotiate(
+                    None if accept is None else accept.decode("latin-1")
+                )
+                project = None if isinstance(target, RootRoute) else target.project
+                result = self.proxy.fresh_page(project, fmt)
+                if result is None or result.stat is None or result.warning is not None:
+                    return None
+                variant = (content_type, result.max_age)
+                headers_before = self.page_headers(*variant)
+                start, body, size = self.ready.get(
+                    str(result.path), result.stat, headers_before, variant
+                )
+                if body is None:  # a page past SMALL_FILE: the general path sends it
+                    return None
+        except (EggproxyError, OSError):  # blocked, or removed since the stat: answered there
+            return None
+        await send(start)
+        await send(body)
+        return path, target, size
 
     async def handle(self, request: Request) -> tuple[int, int, str]:
         """Answer one request; return (status, body bytes, hit/miss/stale/...)."""
@@ -298,3 +399,7 @@ class App:
         await request.start(200, headers)
         sent, complete = await self.files.pump(request, result.stream, result.path.name, first)
         return 200, sent, "miss" if complete else "aborted"
+
+
+def _file_headers(filename: str) -> Headers:
+    return [("content-type", file_content_type(filename)), ("cache-control", IMMUTABLE)]

@@ -52,6 +52,12 @@ class SmallFiles:
             OrderedDict()
         )
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def holds(self, path: str) -> bool:
+        return path in self._items
+
     def get(self, path: str, st: os.stat_result) -> tuple[bytes, Validators]:
         """The file's bytes and validators, read again only if the file changed."""
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
