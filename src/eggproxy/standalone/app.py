@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Final, TypeVar
 
 from eggproxy.config import Config
@@ -243,7 +244,10 @@ class App:
                 if body is None:
                     if PATHSEND not in (scope.get("extensions") or ()):
                         return None
-                    body = {"type": PATHSEND, "path": name}
+                    # By descriptor, as the general path sends it: a file evicted
+                    # since the stat is a miss there, never granian's bare 404.
+                    source, _ = self.files.opened.path(name, cached[1])
+                    body = {"type": PATHSEND, "path": source}
             else:
                 accept = headers.get(b"accept")
                 fmt, content_type = self.negotiate(
@@ -367,7 +371,12 @@ class App:
         return status, size, "hit"
 
     async def miss(
-        self, request: Request, project: NormalizedName, filename: str, headers: Headers
+        self,
+        request: Request,
+        project: NormalizedName,
+        filename: str,
+        headers: Headers,
+        again: bool = True,
     ) -> tuple[int, int, str]:
         if request.method == "HEAD":
             # Tell what a GET would get without downloading anything.
@@ -385,20 +394,36 @@ class App:
         if isinstance(whole, BaseException):
             return await self.error(request, error_reply(whole), cause=whole), 0, "error"
         if whole or result.stream is None:  # complete (a fast or concurrent download)
-            status, size = await self.files.send(request, result.path, result.path.stat(), headers)
-            return status, size, "miss"
+            return await self.completed(request, result.path, project, filename, headers, again)
         # A failure before the first byte is its own status (502/504/507), never a
         # 200 cut short: granian answers 500 to a response without a body yet.
         first = await self.files.first(result.stream)
         if isinstance(first, BaseException):
             return await self.error(request, error_reply(first), cause=first), 0, "error"
         if first is None:  # empty, and verified
-            status, size = await self.files.send(request, result.path, result.path.stat(), headers)
-            return status, size, "miss"
+            return await self.completed(request, result.path, project, filename, headers, again)
         headers.append(("content-length", str(result.size)))
         await request.start(200, headers)
         sent, complete = await self.files.pump(request, result.stream, result.path.name, first)
         return 200, sent, "miss" if complete else "aborted"
+
+    async def completed(
+        self,
+        request: Request,
+        path: Path,
+        project: NormalizedName,
+        filename: str,
+        headers: Headers,
+        again: bool,
+    ) -> tuple[int, int, str]:
+        """Send a file the miss just completed; evicted the moment after, fetch it once more."""
+        try:
+            status, size = await self.files.send(request, path, path.stat(), headers)
+        except FileNotFoundError:
+            if not again:
+                raise
+            return await self.miss(request, project, filename, headers, again=False)
+        return status, size, "miss"
 
 
 def _file_headers(filename: str) -> Headers:
