@@ -73,6 +73,18 @@ def across(nodes: tuple[StandaloneServer, ...], path: str) -> list[str]:
     return [nodes[i % len(nodes)].url + path for i in range(CLIENTS)]
 
 
+def herd(nodes: tuple[StandaloneServer, ...], path: str) -> list[Fetch]:
+    """CLIENTS fetches of ``path`` at once, spread over the nodes."""
+    barrier = threading.Barrier(CLIENTS)
+
+    def one(url: str) -> Fetch:
+        barrier.wait(CLIENT_TIMEOUT)
+        return fetch(url)
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return list(pool.map(one, across(nodes, path)))
+
+
 def test_a_herd_across_nodes_downloads_a_file_once(
     nodes: tuple[StandaloneServer, ...], upstream: Upstream
 ) -> None:
@@ -94,14 +106,7 @@ def test_a_herd_across_nodes_downloads_a_file_once(
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    barrier = threading.Barrier(CLIENTS)
-
-    def one(url: str) -> Fetch:
-        barrier.wait(CLIENT_TIMEOUT)
-        return fetch(url)
-
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        results = list(pool.map(one, across(nodes, f"demo-pkg/{name}")))
+    results = herd(nodes, f"demo-pkg/{name}")
     stop.set()
     watcher.join(5)
     assert all(r.complete for r in results), results
@@ -124,14 +129,7 @@ def test_a_herd_across_nodes_on_a_quick_failed_download_gets_502s(
     upstream.slow[name] = 0.01  # the herd arrives while the download runs
     for node in nodes:
         assert requests.get(node.url + "demo-pkg/", timeout=CLIENT_TIMEOUT).status_code == 200
-    barrier = threading.Barrier(CLIENTS)
-
-    def one(url: str) -> Fetch:
-        barrier.wait(CLIENT_TIMEOUT)
-        return fetch(url)
-
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        results = list(pool.map(one, across(nodes, f"demo-pkg/{name}")))
+    results = herd(nodes, f"demo-pkg/{name}")
     assert {r.status for r in results} == {502}, results
     assert upstream.hits[upstream.file_path(name)] == 1
     assert leftovers(nodes[0].cache_dir, "demo-pkg", name) == []
