@@ -107,6 +107,12 @@ class InsufficientStorage(EggproxyError):
     status = 507  # RFC 4918: the server cannot store what the request needs
 
 
+class EvictedMeanwhile(EggproxyError):
+    """A file was evicted (the cache limit) each time it was about to be sent."""
+
+    status = 503  # transient: the next request fetches it again
+
+
 class NotFound(EggproxyError):
     """Nothing is there."""
 

@@ -129,6 +129,9 @@ def test_file_hit_from_disk(
     r = requests.get(url, headers={"Range": "bytes=0-9"}, timeout=CLIENT_TIMEOUT)
     assert r.status_code == 206 and r.content == data[:10]
     assert r.headers["Content-Range"] == f"bytes 0-9/{len(data)}"
+    half = len(data) // 2
+    r = requests.get(url, headers={"Range": f"bytes={half}-"}, timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 206 and r.content == data[half:]  # read from the held file
     r = requests.get(url, headers={"Range": "bytes=999999999-"}, timeout=CLIENT_TIMEOUT)
     assert r.status_code == 416
 

@@ -95,3 +95,26 @@ def test_without_proc_names_are_sent_as_before(tmp_path: Path) -> None:
     f.write_bytes(b"z")
     st = f.stat()
     assert OpenFiles(enabled=False).path(str(f), st) == (str(f), st)
+
+
+def test_held_descriptors_close_without_another_send(tmp_path: Path, clock: Clock) -> None:
+    big = tmp_path / "big.tar.gz"
+    big.write_bytes(b"x")
+    opened = OpenFiles(enabled=True, clock=clock)
+    opened.path(str(big), big.stat())
+    clock.now += opened.hold + 1
+    opened.expire()  # what the server's idle loop calls: the evicted file's space comes back
+    assert len(opened) == 0
+
+
+def test_out_of_descriptors_sends_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.tar.gz"
+    big.write_bytes(b"x")
+
+    def emfile(*args: object) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "open", emfile)
+    opened = OpenFiles(enabled=True)
+    assert opened.path(str(big), big.stat())[0] == str(big)  # granian opens it, as before
+    assert len(opened) == 0

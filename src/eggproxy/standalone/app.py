@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from eggproxy.config import Config
-from eggproxy.errors import EggproxyError, LoopDetected
+from eggproxy.errors import EggproxyError, EvictedMeanwhile, LoopDetected
 from eggproxy.headers import (
     IMMUTABLE,
     error_cache_control,
@@ -52,7 +52,8 @@ from eggproxy.replies import ALLOWED_METHODS, METHOD_NOT_ALLOWED, ErrorReply, er
 from eggproxy.routes import FileRoute, ProjectRoute, Redirect, RootRoute, Route, route
 from eggproxy.standalone import admin
 from eggproxy.standalone.accesslog import AccessLog
-from eggproxy.standalone.files import PATHSEND, FileSender
+from eggproxy.standalone.files import PATHSEND, SMALL_FILE, FileSender
+from eggproxy.standalone.openfiles import HOLD
 from eggproxy.standalone.ready import ReadyResponses
 from eggproxy.standalone.request import Headers, Receive, Request, Scope, Send
 
@@ -90,6 +91,7 @@ class App:
         self.page_headers = functools.lru_cache(maxsize=1024)(self._page_headers)
         self._watch: asyncio.Task[None] | None = None
         self._ahead: asyncio.Task[None] | None = None
+        self._tidy: asyncio.Task[None] | None = None
 
     def _route(self, path: str) -> Route | EggproxyError:
         try:
@@ -131,9 +133,10 @@ class App:
                     self._watch = asyncio.create_task(self.watch_policy())
                 if self.config.refresh_ahead > 0:
                     self._ahead = asyncio.create_task(self.refresh_ahead())
+                self._tidy = asyncio.create_task(self.release_files())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in (self._watch, self._ahead):
+                for task in (self._watch, self._ahead, self._tidy):
                     if task is not None:
                         task.cancel()
                 self.close()
@@ -164,6 +167,16 @@ class App:
                 await loop.run_in_executor(self.pool, self.proxy.refresh_ahead)
             except Exception:
                 log.exception("refresh ahead failed")
+
+    async def release_files(self) -> None:
+        """Close held descriptors of large files even when no more are sent.
+
+        An evicted file's space comes back once its descriptor closes; without
+        this, a worker that stops sending large files would keep them all.
+        """
+        while True:
+            await asyncio.sleep(HOLD / 2)
+            self.files.opened.expire()
 
     def close(self) -> None:
         if self.access_log is not None:
@@ -237,16 +250,21 @@ class App:
                 cached = self.proxy.cached_file(target.project, target.filename)
                 if cached is None:
                     return None
-                name = str(cached[0])
-                start, body, size = self.ready.get(
-                    name, cached[1], self.file_headers(target.filename), None
-                )
-                if body is None:
+                name, st = str(cached[0]), cached[1]
+                source = None
+                if st.st_size > SMALL_FILE:
                     if PATHSEND not in (scope.get("extensions") or ()):
                         return None
-                    # By descriptor, as the general path sends it: a file evicted
-                    # since the stat is a miss there, never granian's bare 404.
-                    source, _ = self.files.opened.path(name, cached[1])
+                    # By descriptor, as the general path sends it (a file evicted since
+                    # the stat is a miss there, never granian's bare 404); the headers
+                    # describe the file opened.
+                    source, st = self.files.opened.path(name, st)
+                start, body, size = self.ready.get(
+                    name, st, self.file_headers(target.filename), None
+                )
+                if body is None:
+                    if source is None:
+                        return None
                     body = {"type": PATHSEND, "path": source}
             else:
                 accept = headers.get(b"accept")
@@ -420,8 +438,9 @@ class App:
         try:
             status, size = await self.files.send(request, path, path.stat(), headers)
         except FileNotFoundError:
-            if not again:
-                raise
+            if not again:  # evicted twice in a row: say so rather than loop
+                busy = EvictedMeanwhile(f"{filename} was evicted while being sent; try again")
+                return await self.error(request, error_reply(busy), cause=busy), 0, "error"
             return await self.miss(request, project, filename, headers, again=False)
         return status, size, "miss"
 

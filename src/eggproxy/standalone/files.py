@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from eggproxy.download import Follower
 from eggproxy.errors import EggproxyError
@@ -217,11 +217,15 @@ class FileSender:
             body = data[start:end] if start or end < v.size else data
             await request.respond(decision.status, headers, body)
             return decision.status, end - start
-        await request.start(decision.status, headers)
         if decision.status == 200 and PATHSEND in request.extensions:
+            await request.start(decision.status, headers)
             await request.send({"type": PATHSEND, "path": source})
             return 200, end - start
-        sent, _complete = await self.pump(request, _read_range(source, start, end), path.name)
+        # Opened before the headers go: ``source`` may name a descriptor held only for a
+        # while, and the reads run later, in the stream pool.
+        handle = open(source, "rb")  # noqa: SIM115 -- closed by _read_range
+        await request.start(decision.status, headers)
+        sent, _complete = await self.pump(request, _read_range(handle, start, end), path.name)
         return decision.status, sent
 
 
@@ -258,9 +262,10 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-def _read_range(path: str, start: int, end: int) -> Iterator[bytes]:
-    """The bytes ``start:end`` of the file, in chunks (read in a worker thread)."""
-    with open(path, "rb") as handle:
+def _read_range(handle: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    """The bytes ``start:end`` of the open file, in chunks (read in a worker thread)."""
+    path = handle.name
+    with handle:
         handle.seek(start)
         left = end - start
         while left > 0:

@@ -65,7 +65,12 @@ class OpenFiles:
         if held is None:
             if len(self._fds) >= self.limit:
                 return name, st  # every descriptor is in use: as before, by name
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise
+            except OSError:  # out of descriptors: granian opens it by name, as before
+                return name, st
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino)
             if key in self._fds:  # replaced since the stat, by one held already
@@ -76,6 +81,10 @@ class OpenFiles:
         self._fds[key] = (fd, now)
         self._fds.move_to_end(key)
         return f"{_PROC_FD}/{fd}", st
+
+    def expire(self) -> None:
+        """Close the descriptors past their hold (the server calls it while idle too)."""
+        self._expire(self.clock())
 
     def _expire(self, now: float) -> None:
         while self._fds:
