@@ -33,7 +33,7 @@ import requests
 
 from eggproxy import failures
 from eggproxy.cache import Cache, disk_full, write_atomic
-from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
+from eggproxy.errors import EggproxyError, IntegrityError, UpstreamError, UpstreamUnavailable
 from eggproxy.metrics import NullMetrics
 from eggproxy.reasons import reason
 from eggproxy.sources.base import FileResponse
@@ -162,7 +162,7 @@ class Downloader:
             except (FileNotFoundError, ValueError):
                 pass
             if future.done():
-                future.result()  # raises the download's error
+                _raise_failure(future)  # the download's error, as its followers get it
                 return target.stat().st_size, None
             self._wait()
         return size, Follower(target, self.cache.part_path(target), future, self._wait)
@@ -388,7 +388,13 @@ def _follow(
 
 def _raise_failure(future: Future[Path]) -> None:
     if future.done():
+        if future.cancelled():  # never started: the worker is stopping
+            raise UpstreamUnavailable("download cancelled: the server is stopping")
         exc = future.exception()
+        if exc is not None and not isinstance(exc, (EggproxyError, OSError)):
+            # A pool shut down under the download (CancelledError, RuntimeError): a
+            # clean 502 for the clients waiting on it, not a 500.
+            raise UpstreamError(f"download interrupted: {exc!r}") from None
         if exc is not None:
             # Each follower raises its own copy: one exception object re-raised
             # in many threads would pile their tracebacks onto it.  (Built without

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from eggproxy import download
 from eggproxy.cache import Cache
 from eggproxy.download import Downloader, Wanted, _Digest
-from eggproxy.errors import IntegrityError
+from eggproxy.errors import IntegrityError, UpstreamError, UpstreamUnavailable
 
 CONTENT = bytes(range(256)) * 4096  # 1 MiB
 
@@ -101,3 +101,18 @@ def test_the_digest_hashed_beside_the_download_is_the_file_s() -> None:
         for chunk in chunks:
             digest.update(chunk)
         assert digest.hexdigest() == hashlib.sha256(CONTENT).hexdigest()
+
+
+def test_a_download_cut_by_a_stopping_worker_is_a_clean_upstream_error() -> None:
+    cancelled: Future[Path] = Future()
+    cancelled.cancel()
+    with pytest.raises(UpstreamUnavailable, match="stopping"):
+        download._raise_failure(cancelled)
+    interrupted: Future[Path] = Future()
+    interrupted.set_exception(RuntimeError("cannot schedule new futures after shutdown"))
+    with pytest.raises(UpstreamError, match="interrupted"):  # a 502, not a 500
+        download._raise_failure(interrupted)
+    failed: Future[Path] = Future()
+    failed.set_exception(IntegrityError("demo.whl", "a", "b"))
+    with pytest.raises(IntegrityError):  # eggproxy's own errors pass as they are
+        download._raise_failure(failed)
