@@ -162,6 +162,11 @@ def load_modules() -> str:
 class ApacheProxy(ServerHarness):
     """eggproxy behind a private Apache, wired like ``apache/eggproxy.vhost``."""
 
+    # A child whose background revalidation still waits on a dead upstream joins it
+    # at exit (Python joins executor threads), and Apache waits for the child: past a
+    # few seconds the group is killed, as Apache itself would after its own timeout.
+    stop_timeout = 3.0
+
     def __init__(
         self,
         site: Path,
