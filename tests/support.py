@@ -14,7 +14,8 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Self
 
@@ -146,8 +147,41 @@ class ServerHarness:
     """
 
     base: Path
+    port: int
     process: subprocess.Popen[bytes] | None
     stop_timeout: float = 10.0  # seconds after SIGTERM before SIGKILL
+
+    def launch(self, cmd: Sequence[str], log: Path) -> None:
+        """Run ``cmd`` in a session of its own (its children are its group), output to ``log``."""
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                cwd=self.base,
+                start_new_session=True,
+            )
+
+    def wait_listening(self, started: Callable[[], bool], timeout: float) -> str | None:
+        """Wait (bounded) until ``started()`` and ``port`` accepts: ``None``, else why not.
+
+        A server that never listens is stopped; one that exited is gone already.
+        """
+        assert self.process is not None, "not launched"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code, self.process = self.process.returncode, None
+                return f"exited with {code}"
+            if started():
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return None
+            time.sleep(0.05)
+        self.stop()
+        return f"not listening after {timeout}s"
 
     def start(self) -> object:
         raise NotImplementedError

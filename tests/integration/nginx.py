@@ -20,10 +20,8 @@ import atexit
 import contextlib
 import os
 import pwd
-import socket
 import subprocess
 import sys
-import time
 import weakref
 from pathlib import Path
 from typing import Final
@@ -186,29 +184,13 @@ class NginxProxy(ServerHarness):
                     raise
 
     def _launch(self) -> None:
-        with open(self.logs / "stderr.log", "ab") as out:
-            self.process = subprocess.Popen(
-                [str(NGINX), "-p", str(self.base), "-c", str(self.nginx_conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-                cwd=self.base,
-                start_new_session=True,  # its workers are its group: killable together
-            )
+        self.launch(
+            [str(NGINX), "-p", str(self.base), "-c", str(self.nginx_conf)], self.logs / "stderr.log"
+        )
         _RUNNING.add(self)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code, self.process = self.process.returncode, None
-                raise NginxError(f"nginx exited with {code}:\n{self.error_log_text()}")
-            if self._pid_written():
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise NginxError(f"nginx not listening after {START_TIMEOUT}s:\n{self.error_log_text()}")
+        why = self.wait_listening(self._pid_written, START_TIMEOUT)
+        if why is not None:
+            raise NginxError(f"nginx {why}:\n{self.error_log_text()}")
 
     def _pid_written(self) -> bool:
         try:

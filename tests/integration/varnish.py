@@ -17,11 +17,8 @@ is needed.  It is stopped by its PID (SIGTERM, then SIGKILL of its group).
 from __future__ import annotations
 
 import atexit
-import contextlib
-import socket
 import subprocess
 import sys
-import time
 import weakref
 from pathlib import Path
 from typing import Final
@@ -110,29 +107,11 @@ class VarnishProxy(ServerHarness):
         workdir = self.base / "varnish"
         cmd = [str(VARNISHD), "-F", "-a", f"127.0.0.1:{self.port}", "-f", str(self.vcl)]
         cmd += ["-n", str(workdir), "-s", self.storage, "-p", "default_grace=0"]
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-                cwd=self.base,
-                start_new_session=True,  # its child is its group: killable together
-            )
+        self.launch(cmd, self.log_path)
         _RUNNING.add(self)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code, self.process = self.process.returncode, None
-                raise VarnishError(f"varnishd exited with {code}:\n{self.log_text()}")
-            if "Child launched OK" in self.log_text():
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise VarnishError(f"varnishd not listening after {START_TIMEOUT}s:\n{self.log_text()}")
+        why = self.wait_listening(lambda: "Child launched OK" in self.log_text(), START_TIMEOUT)
+        if why is not None:
+            raise VarnishError(f"varnishd {why}:\n{self.log_text()}")
 
     def stop(self) -> None:
         """Stop varnishd (SIGTERM by PID, bounded wait, then SIGKILL its group), then eggproxy."""
