@@ -100,6 +100,18 @@ def upstream(request: pytest.FixtureRequest, fixture_files: FixtureFiles) -> Ite
         yield up
 
 
+def private_upstream(tmp_path: Path) -> Iterator[Upstream]:
+    """A JSON index on fixtures built for one test alone (``add_file`` stays in it).
+
+    A plain generator: a module takes it as its ``upstream`` fixture with
+    ``upstream = pytest.fixture(private_upstream, name="upstream")``.
+    """
+    files = tmp_path / "files"
+    build_projects(files)
+    with Upstream(files) as up:
+        yield up
+
+
 @pytest.fixture(scope="session")
 def client_tools(tmp_path_factory: pytest.TempPathFactory) -> ClientTools:
     """The clients' own environments (pip, buildout, easy_install), built on first use."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.integration.fixtures import build_projects
+from conftest import private_upstream
 from tests.integration.standalone import (
     CLIENT_TIMEOUT,
     Fetch,
@@ -39,12 +39,7 @@ CLIENTS = 16
 PRUNES = 6  # passes of `eggproxy cache prune` while a herd runs
 
 
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[Upstream]:
-    files = tmp_path / "files"
-    build_projects(files)
-    with Upstream(files) as up:
-        yield up
+upstream = pytest.fixture(private_upstream, name="upstream")
 
 
 @pytest.fixture

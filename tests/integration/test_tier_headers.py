@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.integration.fixtures import build_projects
+from conftest import private_upstream
 from tests.integration.standalone import CLIENT_TIMEOUT, StandaloneServer, start_serve
 from tests.integration.upstream import Upstream
 
@@ -17,12 +17,7 @@ JSON_V1 = "application/vnd.pypi.simple.v1+json"
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 
 
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[Upstream]:
-    files = tmp_path / "files"
-    build_projects(files)
-    with Upstream(files) as up:
-        yield up
+upstream = pytest.fixture(private_upstream, name="upstream")
 
 
 @pytest.fixture
