@@ -51,6 +51,11 @@ WHOLE_WAIT: Final = 2.0
 # link is not held up by a step.
 DOWNLOAD_CHUNK: Final = 256 * 1024
 FOLLOW_CHUNK: Final = 256 * 1024
+# Files up to this size (declared by the page) are downloaded in the thread that asked,
+# hashed there, and sent whole (issue 13: each thread hand-off of a miss costs about as
+# much as the upstream's round trip on a fast link).  Even on a slow link (1 MB/s) one
+# takes about WHOLE_WAIT, the time any streaming client may wait for the whole file.
+INLINE_MAX: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,13 @@ class Wanted:
     opener: Callable[[str], FileResponse] = field(compare=False)
     size: int | None = None
     source: str = ""  # the name of the source that listed it (for logs and metrics)
+    # Small by nature though its size is not declared (PEP 658 metadata, PEP 740 provenance).
+    small: bool = False
+
+    @property
+    def inline(self) -> bool:
+        """Fetched in the asking thread and sent whole, not streamed (:data:`INLINE_MAX`)."""
+        return self.small or (self.size is not None and self.size <= INLINE_MAX)
 
 
 def choose_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
@@ -111,7 +123,7 @@ class Downloader:
             finally:
                 self._waiting -= 1
 
-    def ensure(self, wanted: Wanted) -> Path:
+    def ensure(self, wanted: Wanted, *, announce: bool = True) -> Path:
         """Make sure ``wanted.target`` is in the cache, downloading it if needed.
 
         Blocks while another thread or process downloads the same file; then
@@ -130,7 +142,7 @@ class Downloader:
             failures.check(target, waiting_since, time.time())
             try:
                 with self.metrics.downloading():
-                    self._download(wanted)
+                    self._download(wanted, announce=announce)
             except BaseException as exc:
                 if not self._stopping.is_set():  # a worker stopping is no upstream failure
                     failures.record(target, exc, time.time())
@@ -151,8 +163,15 @@ class Downloader:
         response instead of completing it with bad bytes.  ``None`` instead
         of an iterator means the file is complete on disk already.
         """
-        future = self._start(wanted)
+        future, ours = self._start(wanted)
         target, sidecar = wanted.target, self.cache.size_path(wanted.target)
+        if ours:  # a small file, fetched right here: no hand-off to the pool and back
+            try:
+                future.set_result(self.ensure(wanted, announce=False))
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+            return target.stat().st_size, None
         while True:
             if target.exists():
                 return target.stat().st_size, None
@@ -173,26 +192,43 @@ class Downloader:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._hashing.shutdown(wait=False, cancel_futures=True)
 
-    def _start(self, wanted: Wanted) -> Future[Path]:
+    def _start(self, wanted: Wanted) -> tuple[Future[Path], bool]:
+        """The download of ``wanted`` in flight here, and whether the caller is to run it.
+
+        A small file (:attr:`Wanted.inline`) that nobody here fetches yet is the
+        caller's to fetch; any other is fetched in the pool.  Either way it is the one
+        future that other threads of this process join.
+        """
+        ours = False
         with self._inflight_lock:
             future = self._inflight.get(wanted.target)
             if future is not None and not future.done():
                 self.metrics.joined()
-                return future
-            future = self._pool.submit(self.ensure, wanted)
+                return future, False
+            if wanted.inline and not self._stopping.is_set():
+                future = Future()
+                future.set_running_or_notify_cancel()
+                ours = True
+            else:
+                future = self._pool.submit(self.ensure, wanted)
             self._inflight[wanted.target] = future
         # Outside the lock: a future already done runs the callback right here.
         future.add_done_callback(lambda done: self._forget(wanted.target, done))
         future.add_done_callback(lambda _done: self._notify())
-        return future
+        return future, ours
 
     def _forget(self, target: Path, future: Future[Path]) -> None:
         with self._inflight_lock:
             if self._inflight.get(target) is future:
                 del self._inflight[target]
 
-    def _download(self, wanted: Wanted) -> None:
-        """Download into the partial file, verify, rename.  Caller holds the lock."""
+    def _download(self, wanted: Wanted, *, announce: bool = True) -> None:
+        """Download into the partial file, verify, rename.  Caller holds the lock.
+
+        ``announce``: write the size beside the partial file for followers in other
+        processes to stream it.  A small file fetched inline is not announced: its
+        followers wait for the whole file (as they would, :data:`WHOLE_WAIT`).
+        """
         part = self.cache.part_path(wanted.target)
         sidecar = self.cache.size_path(wanted.target)
         for leftover in (part, sidecar):  # left by a holder that died; we hold the lock
@@ -201,7 +237,9 @@ class Downloader:
         expected = choose_hash(wanted.hashes)
         if expected is None:
             log.warning("no usable hash declared for %s; checking size only", wanted.url)
-        digest = _Digest(hashlib.new(expected[0]), self._hashing) if expected else None
+        # A small file is hashed here: a hand-off to the hashing pool costs more than its hash.
+        hashing = self._hashing if announce else None
+        digest = _Digest(hashlib.new(expected[0]), hashing) if expected else None
         size = 0
         started = time.monotonic()
         response = wanted.opener(wanted.url)
@@ -210,7 +248,7 @@ class Downloader:
             with response:
                 declared = response.headers.get("Content-Length")
                 length = wanted.size if wanted.size is not None else declared
-                if length is not None:
+                if length is not None and announce:
                     # Followers need the size before the first byte (Content-Length).
                     write_atomic(sidecar, str(length).encode())
                     self._notify()
@@ -242,8 +280,9 @@ class Downloader:
         finally:
             if fd >= 0:
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                sidecar.unlink()
+            if announce:
+                with contextlib.suppress(FileNotFoundError):
+                    sidecar.unlink()
         log.info(
             "cached %s (%d bytes, %.2fs)", wanted.target.name, size, time.monotonic() - started
         )
@@ -257,12 +296,15 @@ class _Digest:
     bound by the hash (sha256: about 0.25 s per 100 MB here) on top of the rest.
     """
 
-    def __init__(self, digest: hashlib._Hash, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, digest: hashlib._Hash, pool: ThreadPoolExecutor | None) -> None:
         self._digest = digest
         self._pool = pool
         self._pending: Future[None] | None = None
 
     def update(self, chunk: bytes) -> None:
+        if self._pool is None:  # hashed in the caller's thread
+            self._digest.update(chunk)
+            return
         if self._pending is not None:
             self._pending.result()
         self._pending = self._pool.submit(self._digest.update, chunk)

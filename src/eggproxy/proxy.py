@@ -970,12 +970,16 @@ class Proxy:
             # PEP 740 declares no hash of the provenance object: nothing to verify it by.
             if not dist.provenance:
                 raise FileNotListed(project, filename)
-            return Wanted(dist.provenance, target, {}, source.open_file, None, source.name)
+            return Wanted(
+                dist.provenance, target, {}, source.open_file, None, source.name, small=True
+            )
         # PEP 658: the metadata file, verified against the page's metadata hash.
         if not dist.core_metadata:
             raise FileNotListed(project, filename)
         hashes = dist.core_metadata if isinstance(dist.core_metadata, Mapping) else {}
-        return Wanted(dist.metadata_url, target, hashes, source.open_file, None, source.name)
+        return Wanted(
+            dist.metadata_url, target, hashes, source.open_file, None, source.name, small=True
+        )
 
     def _listed(self, project: NormalizedName, filename: str) -> DistFile:
         """The entry of a file the project's page offers, asking upstream if need be."""

@@ -116,3 +116,72 @@ def test_a_download_cut_by_a_stopping_worker_is_a_clean_upstream_error() -> None
     failed.set_exception(IntegrityError("demo.whl", "a", "b"))
     with pytest.raises(IntegrityError):  # eggproxy's own errors pass as they are
         download._raise_failure(failed)
+
+
+class Recording(Response):
+    """A response that notes the thread its bytes were read in."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(body)
+        self.threads: list[str] = []
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        self.threads.append(threading.current_thread().name)
+        yield from super().iter_content(chunk_size)
+
+
+def small(tmp_path: Path, response: Response, body: bytes, sha256: str | None = None) -> Wanted:
+    digest = sha256 or hashlib.sha256(body).hexdigest()
+    target = tmp_path / "demo" / "demo-1.0-py3-none-any.whl"
+    return Wanted(
+        "http://upstream/demo-1.0-py3-none-any.whl",
+        target,
+        {"sha256": digest},
+        lambda _: response,
+        size=len(body),
+    )
+
+
+def test_a_small_file_is_fetched_in_the_asking_thread_and_handed_over_whole(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    body = CONTENT[:4096]
+    response = Recording(body)
+    want = small(tmp_path, response, body)
+    assert want.inline
+    assert downloader.stream(want) == (len(body), None)
+    assert response.threads == [threading.current_thread().name]  # no hand-off to the pool
+    assert want.target.read_bytes() == body
+    # Not announced (no size file beside it), and no partial file left.
+    left = {p.name for p in want.target.parent.iterdir()} - {f".{want.target.name}.lock"}
+    assert left == {want.target.name}
+
+
+def test_a_thread_asking_for_a_small_file_being_fetched_joins_it(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    body = CONTENT[:4096]
+    release = threading.Event()
+    response = Response(body * 2, release)  # held after its second chunk
+    want = small(tmp_path, response, body * 2)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(downloader.stream, want)
+        assert not first.done()
+        joined = pool.submit(downloader.stream, want)
+        release.set()
+        assert first.result(30) == joined.result(30) == (len(body) * 2, None)
+    assert want.target.read_bytes() == body * 2
+
+
+def test_a_small_file_that_fails_raises_in_the_asking_thread(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    body = CONTENT[:4096]
+    want = small(tmp_path, Response(body), body, sha256="0" * 64)
+    with pytest.raises(IntegrityError):
+        downloader.stream(want)
+    assert not want.target.exists()
+    assert not list(want.target.parent.glob("*.part")) and not list(
+        want.target.parent.glob("*.size")
+    )
+    assert downloader._inflight == {}  # nothing left for the next request to join
