@@ -35,6 +35,7 @@ import contextlib
 import enum
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -491,15 +492,32 @@ def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None
         raise full from None
 
 
+_TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_temp_names = itertools.count()
+
+
 def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    # As tempfile.mkstemp (a new name, O_EXCL, mode 0600 until complete), on the
+    # descriptor alone: no buffered file object, no random name drawn (its fstat,
+    # ioctl and lseek, its Python steps: several per page miss, issue 13).
+    while True:
+        tmp = os.path.join(path.parent, f".tmp-{os.getpid()}-{next(_temp_names)}")
+        try:
+            fd = os.open(tmp, _TEMP_FLAGS, 0o600)
+            break
+        except FileExistsError:  # left by a process of the same pid that died
+            continue
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        # Readable by a static web server running as another user.
-        os.chmod(tmp, 0o644)
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            # Readable by a static web server running as another user.
+            os.fchmod(fd, 0o644)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
