@@ -91,6 +91,12 @@ def main() -> int:
     parser.add_argument("--file-delay", type=float, default=0.03, help="slow link, per chunk")
     parser.add_argument("--clients", default="pip,uv", help="pip,uv (default: both)")
     parser.add_argument("--links", default="fast,slow", help="fast,slow (default: both)")
+    parser.add_argument(
+        "--reference-src",
+        type=Path,
+        help="also run eggproxy from this source tree (e.g. a git archive of an earlier "
+        "commit's src/), cold, in each round: before and after side by side",
+    )
     args = parser.parse_args()
     uv = find_uv()
     clients = [c for c in args.clients.split(",") if c != "uv" or uv]
@@ -121,18 +127,29 @@ def main() -> int:
                             warm = timed(client, uv, template, work, url, names)
                         shutil.rmtree(cache, ignore_errors=True)
                         took = f"direct {direct:.3f}s cold {cold:.3f}s warm {warm:.3f}s"
+                        rounds = [("direct", direct), ("cold", cold), ("warm", warm)]
+                        if args.reference_src is not None:
+                            with _serving(
+                                upstream.url, cache, root, args.workers, args.reference_src
+                            ) as url:
+                                reference = timed(client, uv, template, work, url, names)
+                            shutil.rmtree(cache, ignore_errors=True)
+                            took += f" reference cold {reference:.3f}s"
+                            rounds.append(("reference", reference))
                         log(f"{link} {client:3} {took}")
                         if n == 0:
                             continue
-                        for what, seconds in (("direct", direct), ("cold", cold), ("warm", warm)):
+                        for what, seconds in rounds:
                             times.setdefault(f"{link} {client} {what}", []).append(seconds)
     report(times, clients, args)
     return 0
 
 
 class _serving:
-    def __init__(self, upstream_url: str, cache: Path, run: Path, workers: int) -> None:
-        self.server = Eggproxy(upstream_url, cache, run, workers, access_log=False)
+    def __init__(
+        self, upstream_url: str, cache: Path, run: Path, workers: int, source: Path | None = None
+    ) -> None:
+        self.server = Eggproxy(upstream_url, cache, run, workers, access_log=False, source=source)
 
     def __enter__(self) -> str:
         self.server.start()
@@ -156,6 +173,9 @@ def report(times: dict[str, list[float]], clients: list[str], args: argparse.Nam
                 target = TARGETS.get(f"{link} {what}")
                 verdict = "" if target is None else ("ok" if ratio <= target else f"ABOVE {target}")
                 line += f"  {what} {median:6.3f} {ratio:5.2f}x {verdict:10}"
+            if f"{key} reference" in times:
+                median = statistics.median(times[f"{key} reference"])
+                line += f"  reference cold {median:6.3f} {median / direct:5.2f}x"
             print(line)
 
 
