@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -149,6 +150,9 @@ def test_a_small_file_is_fetched_in_the_asking_thread_and_handed_over_whole(
     response = Recording(body)
     want = small(tmp_path, response, body)
     assert want.inline
+    # A larger one streams as it arrives; metadata (no size declared) is small by nature.
+    assert not dataclasses.replace(want, size=download.INLINE_MAX + 1).inline
+    assert dataclasses.replace(want, size=None, small=True).inline
     assert downloader.stream(want) == (len(body), None)
     assert response.threads == [threading.current_thread().name]  # no hand-off to the pool
     assert want.target.read_bytes() == body
