@@ -99,6 +99,9 @@ class Downloader:
         # Counts downloads started, in flight, and requests that joined one (the herd saved).
         self.metrics = metrics or NullMetrics()
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="eggproxy-download")
+        # Small files fetched in the asking thread count against the same bound: when
+        # max_parallel of them are in flight, the next goes to the pool (and waits there).
+        self._inline_slots = threading.BoundedSemaphore(max_parallel)
         # Hashes a download's chunk while its next one is read and written.
         self._hashing = ThreadPoolExecutor(max_parallel, thread_name_prefix="eggproxy-hash")
         self._inflight: dict[Path, Future[Path]] = {}
@@ -169,9 +172,14 @@ class Downloader:
         if ours:  # a small file, fetched right here: no hand-off to the pool and back
             try:
                 future.set_result(self.ensure(wanted, announce=False))
+            except Exception as exc:
+                future.set_exception(exc)
+                _raise_failure(future)  # the status its followers get (a 502, never a 500)
             except BaseException as exc:
                 future.set_exception(exc)
                 raise
+            finally:
+                self._inline_slots.release()
             return target.stat().st_size, None
         while True:
             if target.exists():
@@ -197,7 +205,8 @@ class Downloader:
         """The download of ``wanted`` in flight here, and whether the caller is to run it.
 
         A small file (:attr:`Wanted.inline`) that nobody here fetches yet is the
-        caller's to fetch; any other is fetched in the pool.  Either way it is the one
+        caller's to fetch, while fewer than ``max_parallel`` such are in flight; any
+        other is fetched in the pool.  Either way it is the one
         future that other threads of this process join.
         """
         ours = False
@@ -206,7 +215,11 @@ class Downloader:
             if future is not None and not future.done():
                 self.metrics.joined()
                 return future, False
-            if wanted.inline and not self._stopping.is_set():
+            if (
+                wanted.inline
+                and not self._stopping.is_set()
+                and self._inline_slots.acquire(blocking=False)
+            ):
                 future = Future()
                 future.set_running_or_notify_cancel()
                 ours = True

@@ -189,3 +189,40 @@ def test_a_small_file_that_fails_raises_in_the_asking_thread(
         want.target.parent.glob("*.size")
     )
     assert downloader._inflight == {}  # nothing left for the next request to join
+
+
+def test_a_small_file_s_unexpected_failure_is_an_upstream_error_for_its_asker_too(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    body = CONTENT[:4096]
+    response = Response(body)
+    response.headers = {"Content-Length": "4096, 4096"}  # not a number: ValueError inside
+    with pytest.raises(UpstreamError, match="interrupted"):  # a 502, as its followers get
+        downloader.stream(small(tmp_path, response, body))
+    assert downloader._inflight == {}
+
+
+def test_small_files_beyond_the_parallel_bound_go_to_the_pool(tmp_path: Path) -> None:
+    loader = Downloader(Cache(tmp_path), max_parallel=1)
+    try:
+        body = CONTENT[:4096]
+        release = threading.Event()
+        held = small(tmp_path, Response(body * 2, release), body * 2)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(loader.stream, held)  # takes the one inline slot
+            other = tmp_path / "other" / "other-1.0-py3-none-any.whl"
+            response = Recording(body)
+            wanted = dataclasses.replace(
+                small(tmp_path, response, body), target=other, opener=lambda _: response
+            )
+            for _ in range(200):  # until the first holds its slot (bounded)
+                if loader._inflight:
+                    break
+                threading.Event().wait(0.01)
+            _size, stream = loader.stream(wanted)
+            assert stream is None or stream.whole()
+            assert response.threads and response.threads[0].startswith("eggproxy-download")
+            release.set()
+            assert first.result(30) == (len(body) * 2, None)
+    finally:
+        loader.shutdown()

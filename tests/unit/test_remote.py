@@ -59,6 +59,7 @@ def _sent(session: requests.Session, adapter: FakeAdapter, url: str, **kwargs: A
         "http://upstream.example.test/simple/démo/",  # not ASCII: requests quotes it
         "http://upstream.example.test/simple/de mo/",
         "http://xn--bcher-kva.example.test/simple/demo/",
+        "http://upstream.example.test/simple/a/../demo/./",  # dot segments: removed
     ],
 )
 @pytest.mark.parametrize("auth", [None, ("reader", "pw")])

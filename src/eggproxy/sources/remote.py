@@ -43,7 +43,7 @@ USER_AGENT: Final = f"eggproxy/{__version__}"
 
 # A URL that requests' preparation (IDNA, requoting, validation) would leave as it is:
 # http(s), an ASCII host name or IPv6 literal, and only characters RFC 3986 allows
-# unquoted, or %XX escapes.
+# unquoted, or %XX escapes (plain_get also checks requoting and dot segments).
 _PLAIN_URL: Final = re.compile(
     r"https?://(?:[A-Za-z0-9\-._~!$&'()*+,;=:]*@)?"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*"
@@ -113,6 +113,7 @@ class _Session(requests.Session):
             or any(self.hooks.values())
             or not _PLAIN_URL.fullmatch(url)
             or ("%" in url and requote_uri(url) != url)  # %41 would become A
+            or "/." in url  # dot segments: urllib3's parsing removes them
         ):
             return self.get(url, headers=headers, timeout=timeout, stream=stream, auth=auth)
         prepared = requests.PreparedRequest()
