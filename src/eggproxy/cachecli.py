@@ -1,4 +1,4 @@
-"""``eggproxy cache stats|prune|verify`` and ``eggproxy metrics``: the operator's commands.
+"""``eggproxy cache stats|prune|verify`` (short: ``eggproxy stats``...) and ``eggproxy metrics``.
 
 Each one builds a :class:`~eggproxy.proxy.Proxy` on the configured cache and
 calls its methods; the numbers come from one walk of the cache directory and,
@@ -36,13 +36,33 @@ def add_commands(
         description="Commands on the cache directory (safe while a server runs).",
     )
     actions = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    stats = actions.add_parser(
+    _add_actions(actions, config_option)
+    # The same three at the top level: ``eggproxy prune`` is ``eggproxy cache prune``.
+    _add_actions(commands, config_option, short=True)
+    metrics = commands.add_parser(
+        "metrics",
+        help="print the Prometheus metrics that the server or Apache wrote",
+        description="Print the text exposition of the counts in the metrics directory "
+        "(metrics_dir, else <cache_dir>/.metrics), e.g. for node-exporter's textfile "
+        "collector.",
+    )
+    config_option(metrics)
+
+
+def _add_actions(
+    parsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    config_option: Callable[[argparse.ArgumentParser], None],
+    *,
+    short: bool = False,
+) -> None:
+    """``stats``, ``prune`` and ``verify``, under ``cache`` or (``short``) at the top level."""
+    stats = parsers.add_parser(
         "stats",
         help="size, files, projects, largest projects, oldest pages, hit ratio",
         description="Print what the cache holds, and the hit ratio if a server counted it.",
     )
     config_option(stats)
-    prune = actions.add_parser(
+    prune = parsers.add_parser(
         "prune",
         help="evict least recently served files down to max_cache_size (for cron)",
         description="If the cache is larger than max_cache_size, evict the least recently "
@@ -51,7 +71,7 @@ def add_commands(
     )
     config_option(prune)
     prune.add_argument("--max-size", metavar="SIZE", help="limit (overrides max_cache_size)")
-    verify = actions.add_parser(
+    verify = parsers.add_parser(
         "verify",
         help="re-hash cached files; quarantine those that do not match",
         description="Hash every cached file (of the PROJECTs given) against the hash its "
@@ -61,14 +81,9 @@ def add_commands(
     config_option(verify)
     verify.add_argument("projects", nargs="*", metavar="PROJECT")
     verify.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="hash N at once")
-    metrics = commands.add_parser(
-        "metrics",
-        help="print the Prometheus metrics that the server or Apache wrote",
-        description="Print the text exposition of the counts in the metrics directory "
-        "(metrics_dir, else <cache_dir>/.metrics), e.g. for node-exporter's textfile "
-        "collector.",
-    )
-    config_option(metrics)
+    if short:
+        for name, parser in (("stats", stats), ("prune", prune), ("verify", verify)):
+            parser.set_defaults(cache_command=name)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

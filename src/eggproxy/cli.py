@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config, overrides=_overrides(args), access_log=not args.no_access_log)
         if args.command == "deploy":
             return _deploy(args, config)
-        if args.command in ("cache", "metrics"):
+        if args.command in ("cache", "metrics", "stats", "prune", "verify"):
             return cachecli.run(args, config)
         if args.command == "config":
             print(config_ini(config), end="")

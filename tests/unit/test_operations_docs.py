@@ -58,3 +58,15 @@ def test_the_shipped_configuration_file_loads(monkeypatch: pytest.MonkeyPatch) -
     config = load_config(README.parent / "conf" / "eggproxy.conf", environ={})
     assert (config.access_log, config.metrics, config.max_cache_size) == ("clf", True, None)
     assert config.prune_interval == 300
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["stats"], ["prune", "--max-size", "1G"], ["verify", "demo", "--jobs", "2"]],
+)
+def test_the_short_cache_commands_are_the_cache_commands(argv: list[str]) -> None:
+    short, long = build_parser().parse_args(argv), build_parser().parse_args(["cache", *argv])
+    assert short.cache_command == long.cache_command == argv[0]
+    assert {k: v for k, v in vars(short).items() if k != "command"} == {
+        k: v for k, v in vars(long).items() if k != "command"
+    }
