@@ -492,6 +492,13 @@ def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None
         raise full from None
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _temp_names = itertools.count()
 
@@ -509,9 +516,7 @@ def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
             continue
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             # Readable by a static web server running as another user.
             os.fchmod(fd, 0o644)
             if mtime is not None:

@@ -32,7 +32,7 @@ from typing import BinaryIO, Final
 import requests
 
 from eggproxy import failures
-from eggproxy.cache import Cache, disk_full, write_atomic
+from eggproxy.cache import Cache, disk_full, write_all, write_atomic
 from eggproxy.errors import EggproxyError, IntegrityError, UpstreamError, UpstreamUnavailable
 from eggproxy.metrics import NullMetrics
 from eggproxy.reasons import reason
@@ -332,10 +332,8 @@ class _Digest:
 
 def _write(fd: int, chunk: bytes, name: str) -> None:
     """Write all of ``chunk``; a full disk is an answer (507), not an accident."""
-    view = memoryview(chunk)
     try:
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, chunk)
     except OSError as exc:
         raise disk_full(exc, name) or exc from None
 

@@ -97,7 +97,10 @@ def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> FixtureFiles:
 def upstream(request: pytest.FixtureRequest, fixture_files: FixtureFiles) -> Iterator[Upstream]:
     """A fake index serving PEP 691 JSON (when asked) or only PEP 503 HTML."""
     with Upstream(fixture_files.root, fmt=request.param) as up:
-        yield up
+        try:
+            yield up
+        finally:  # the fixture folder is shared: files a test added would be listed later
+            up.remove_added()
 
 
 def private_upstream(tmp_path: Path) -> Iterator[Upstream]:

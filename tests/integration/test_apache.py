@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -185,26 +184,23 @@ def test_a_page_over_a_mebibyte_is_served_whole_in_both_formats(
 ) -> None:
     """A page too big for mod_cache's shared memory is kept on disk, and still sent whole."""
     names = [f"big_pkg-1.{i}.tar.gz" for i in range(BIG_PAGE_FILES)]
-    try:
-        for name in names:
-            upstream.add_file("big-pkg", name, name.encode())
-        first = get(proxy.url + "big-pkg/", Accept=PIP_ACCEPT)
-        assert first.status_code == 200, first.text[:500]
-        assert len(first.content) > 1 << 20
-        assert int(first.headers["Content-Length"]) == len(first.content)
-        assert sorted(f["filename"] for f in first.json()["files"]) == sorted(names)
-        again = get(proxy.url + "big-pkg/", Accept=PIP_ACCEPT)  # mod_cache's copy, from disk
-        assert again.status_code == 200 and again.content == first.content
-        html = get(proxy.url + "big-pkg/", Accept="text/html")
-        assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
-        assert len(html.content) > 1 << 20 and set(Links(html.text).links) == set(names)
-        assert get(proxy.url + "big-pkg/", Accept="text/html").content == html.content
-        assert upstream.hits["/simple/big-pkg/"] == 1
-        # Each format's second answer was mod_cache's (from disk): Python never ran for it.
-        notes = python_notes(proxy, "/simple/big-pkg/", 4)
-        assert notes[1] == notes[3] == "-", notes
-    finally:  # the fixture folder is shared: later tests would list (and fetch) them all
-        shutil.rmtree(upstream.files_dir / "big-pkg")
+    for name in names:
+        upstream.add_file("big-pkg", name, name.encode())
+    first = get(proxy.url + "big-pkg/", Accept=PIP_ACCEPT)
+    assert first.status_code == 200, first.text[:500]
+    assert len(first.content) > 1 << 20
+    assert int(first.headers["Content-Length"]) == len(first.content)
+    assert sorted(f["filename"] for f in first.json()["files"]) == sorted(names)
+    again = get(proxy.url + "big-pkg/", Accept=PIP_ACCEPT)  # mod_cache's copy, from disk
+    assert again.status_code == 200 and again.content == first.content
+    html = get(proxy.url + "big-pkg/", Accept="text/html")
+    assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
+    assert len(html.content) > 1 << 20 and set(Links(html.text).links) == set(names)
+    assert get(proxy.url + "big-pkg/", Accept="text/html").content == html.content
+    assert upstream.hits["/simple/big-pkg/"] == 1
+    # Each format's second answer was mod_cache's (from disk): Python never ran for it.
+    notes = python_notes(proxy, "/simple/big-pkg/", 4)
+    assert notes[1] == notes[3] == "-", notes
 
 
 @pytest.mark.parametrize(

@@ -188,11 +188,8 @@ def test_update_asks_the_root_serials_and_fetches_only_what_changed(
     assert upstream.hits["/simple/"] == root_before + 1
     assert _page_hits(upstream) == pages_before  # nothing changed: no project request
     assert "unchanged 2" in result.stdout
-    added = upstream.add_file("dep-pkg", "dep_pkg-9.0.tar.gz", b"new release")
-    try:
-        result = _run(conf, "--max-age", "0")
-    finally:
-        added.path.unlink()  # the fixture folder is shared with later tests
+    upstream.add_file("dep-pkg", "dep_pkg-9.0.tar.gz", b"new release")
+    result = _run(conf, "--max-age", "0")
     assert result.returncode == 0, result.stderr
     assert [p for p, n in upstream.hits.items() if p.startswith("/simple/d")] == [
         "/simple/demo-pkg/",

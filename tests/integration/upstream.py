@@ -16,6 +16,7 @@ import html
 import json
 import os
 import re
+import shutil
 import socket
 import threading
 import urllib.parse
@@ -105,6 +106,7 @@ class Upstream:
         if fmt not in ("json", "html"):
             raise ValueError(f"fmt must be 'json' or 'html', not {fmt!r}")
         self.files_dir, self.fmt = Path(files_dir), fmt
+        self.added: list[Path] = []  # what add_file wrote (files, new project folders)
         self.hits: collections.Counter[str] = collections.Counter()  # GETs per URL path
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self.corrupt: set[str] = set()  # filenames served with their last byte flipped
@@ -204,7 +206,10 @@ class Upstream:
         """Add a file (given bytes, or that many random bytes) to ``project`` while serving."""
         canon = canonicalize(project)
         path = self.files_dir / canon / filename
+        if not path.parent.exists():
+            self.added.append(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.added.append(path)
         with path.open("wb") as fh:
             if isinstance(data_or_size, bytes):
                 fh.write(data_or_size)
@@ -213,6 +218,15 @@ class Upstream:
                     fh.write(os.urandom(min(1 << 20, data_or_size - start)))
         self.names.setdefault(canon, project)
         return self._register(canon, path, {})
+
+    def remove_added(self) -> None:
+        """Remove what :meth:`add_file` wrote: a folder shared with later tests stays as built."""
+        for path in reversed(self.added):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.added.clear()
 
     def add_provenance(self, filename: str, data: bytes) -> str:
         """Give a listed file a PEP 740 provenance object; return its URL path."""

@@ -52,6 +52,10 @@ _PLAIN_URL: Final = re.compile(
 )
 
 
+# What UpstreamIndex.get passes: a GET with these alone takes the plain path.
+_PLAIN_GET_ARGUMENTS: Final = frozenset({"headers", "timeout", "stream", "allow_redirects", "auth"})
+
+
 class _Session(requests.Session):
     """A ``requests.Session`` that reads the proxy environment once per upstream host.
 
@@ -86,12 +90,29 @@ class _Session(requests.Session):
         copy["proxies"] = dict(settings["proxies"])  # requests may add to it
         return copy
 
+    def get(self, url: Any, params: Any = None, **kwargs: Any) -> requests.Response:
+        """``Session.get``; a plain one (the upstream index's) through :meth:`plain_get`."""
+        if (
+            params is None
+            and isinstance(url, str)
+            and kwargs.keys() <= _PLAIN_GET_ARGUMENTS
+            and kwargs.get("allow_redirects", True)
+        ):
+            return self.plain_get(
+                url,
+                headers=kwargs.get("headers") or {},
+                timeout=kwargs.get("timeout"),
+                stream=bool(kwargs.get("stream")),
+                auth=kwargs.get("auth"),
+            )
+        return super().get(url, params=params, **kwargs)
+
     def plain_get(
         self,
         url: str,
         *,
         headers: Mapping[str, str],
-        timeout: float,
+        timeout: float | None,
         stream: bool,
         auth: tuple[str, str] | None,
     ) -> requests.Response:
@@ -115,7 +136,7 @@ class _Session(requests.Session):
             or ("%" in url and requote_uri(url) != url)  # %41 would become A
             or "/." in url  # dot segments: urllib3's parsing removes them
         ):
-            return self.get(url, headers=headers, timeout=timeout, stream=stream, auth=auth)
+            return super().get(url, headers=headers, timeout=timeout, stream=stream, auth=auth)
         prepared = requests.PreparedRequest()
         prepared.method = "GET"
         prepared.url = url
@@ -306,19 +327,14 @@ class UpstreamIndex:
         auth = self.auth if _origin(url) == self._origin else None
         started = time.perf_counter()
         try:
-            if isinstance(self.session, _Session):
-                response = self.session.plain_get(
-                    url, headers=headers, timeout=self.timeout, stream=stream, auth=auth
-                )
-            else:
-                response = self.session.get(
-                    url,
-                    headers=headers,
-                    timeout=self.timeout,
-                    stream=stream,
-                    allow_redirects=True,
-                    auth=auth,
-                )
+            response = self.session.get(
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                stream=stream,
+                allow_redirects=True,
+                auth=auth,
+            )
         except requests.Timeout:
             error = f"{self._label} timed out after {self.timeout:g}s"
             self._count(url, started, error)
