@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Per-request latency and CPU of cold misses through ``eggproxy serve``, one client (issue 13).
+
+Not a test: pytest never collects it.  Run::
+
+    python -m bench.miss_latency [--packages 100] [--repeat 3] [--workers 1]
+
+One keep-alive ``requests`` session (as pip's) walks the fixture set of ``bench.run``: for each
+project its PEP 691 page, its wheel's PEP 658 metadata, then the wheel; first straight from the
+upstream double (direct), then through a fresh ``eggproxy serve`` on an empty cache (cold),
+then again (warm).  It prints the median milliseconds per request of each kind and, for the
+cold and warm walks, the eggproxy worker's CPU per request by thread (from ``/proc``), so a
+miss's cost over a hit can be read apart from the client's and the upstream's.  With
+``--reference-src DIR`` an eggproxy from that source tree walks cold too, in the same round.
+Numbers: ``docs/decisions/0014-miss-path.md`` (round 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+from urllib.parse import urljoin
+
+import requests
+from tests.integration.upstream import Upstream
+
+from bench.run import Eggproxy, build_fixtures, log
+
+JSON: Final = "application/vnd.pypi.simple.v1+json"
+KINDS: Final = ("page", "metadata", "file")
+TICK: Final = os.sysconf("SC_CLK_TCK")
+
+
+def walk(base: str, names: Sequence[str]) -> dict[str, list[float]]:
+    """Seconds per request of each kind, one session, in the order pip asks."""
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    with requests.Session() as session:
+        for name in names:
+            started = time.perf_counter()
+            page = session.get(f"{base}{name}/", headers={"Accept": JSON}, timeout=30)
+            page.raise_for_status()
+            times["page"].append(time.perf_counter() - started)
+            wheel = next(f for f in page.json()["files"] if f["filename"].endswith(".whl"))
+            url = urljoin(f"{base}{name}/", wheel["url"])
+            for kind, target in (("metadata", url + ".metadata"), ("file", url)):
+                started = time.perf_counter()
+                session.get(target, timeout=30).raise_for_status()
+                times[kind].append(time.perf_counter() - started)
+    return times
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid``, keyed by thread id and kernel name."""
+    seconds = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = raw.partition("(")[2].rpartition(")")[0]
+        fields = raw.rpartition(")")[2].split()
+        seconds[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / TICK
+    return seconds
+
+
+def cpu_split(before: dict[str, float], after: dict[str, float], pid: int) -> dict[str, float]:
+    """CPU used between two readings: main thread, the busiest other thread, the rest."""
+    used = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    main = sum(used.pop(k) for k in list(used) if k.split(" ", 1)[0] == str(pid))
+    busiest = max(used.values(), default=0.0)
+    return {"main": main, "busiest other": busiest, "rest": sum(used.values()) - busiest}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packages", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="eggproxy serve --workers")
+    parser.add_argument("--reference-src", type=Path, help="also an eggproxy from this tree")
+    args = parser.parse_args()
+    latency: dict[str, list[float]] = collections.defaultdict(list)
+    cpu: dict[str, list[float]] = collections.defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="eggproxy-bench-latency-") as tmp:
+        root = Path(tmp)
+        files = root / "files"
+        files.mkdir()
+        names = build_fixtures(files, args.packages, 0)
+        requests_per_walk = len(names) * len(KINDS)
+        with Upstream(files) as upstream:
+            builds: list[tuple[str, Path | None]] = [("cold", None)]
+            if args.reference_src is not None:
+                builds.append(("reference cold", args.reference_src))
+            for n in range(args.repeat):
+                for kind, seconds in walk(upstream.url, names).items():
+                    latency[f"direct {kind}"].append(statistics.median(seconds))
+                for label, source in builds:
+                    cache = root / f"cache-{n}-{len(label)}"
+                    server = Eggproxy(
+                        upstream.url, cache, root, args.workers, access_log=False, source=source
+                    )
+                    server.start()
+                    try:
+                        base = f"http://127.0.0.1:{server.port}/simple/"
+                        pid = server.worker_pids()[0]
+                        walks = [label] if source is not None else [label, "warm"]
+                        for what in walks:
+                            before = thread_cpu(pid)
+                            measured = walk(base, names)
+                            after = thread_cpu(pid)
+                            for kind, seconds in measured.items():
+                                latency[f"{what} {kind}"].append(statistics.median(seconds))
+                            if args.workers == 1:
+                                for part, used in cpu_split(before, after, pid).items():
+                                    cpu[f"{what} {part}"].append(used / requests_per_walk)
+                    finally:
+                        server.stop()
+                log(f"round {n + 1} of {args.repeat} done")
+    print(f"\nmiss latency, {len(names)} projects, one client, median of {args.repeat} (ms)")
+    for what in ("direct", *(label for label, _ in builds), "warm"):
+        cells = "  ".join(
+            f"{kind} {statistics.median(latency[f'{what} {kind}']) * 1000:5.2f}" for kind in KINDS
+        )
+        print(f"{what:15} per request: {cells}")
+    if cpu:
+        print("eggproxy worker CPU per request (ms): main thread, busiest other thread, the rest")
+        for what in (*(label for label, _ in builds), "warm"):
+            parts = ("main", "busiest other", "rest")
+            cells = "  ".join(f"{statistics.median(cpu[f'{what} {p}']) * 1000:5.2f}" for p in parts)
+            print(f"{what:15} {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
