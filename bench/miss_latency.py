@@ -9,7 +9,8 @@ One keep-alive ``requests`` session (as pip's) walks the fixture set of ``bench.
 project its PEP 691 page, its wheel's PEP 658 metadata, then the wheel; first straight from the
 upstream double (direct), then through a fresh ``eggproxy serve`` on an empty cache (cold),
 then again (warm).  It prints the median milliseconds per request of each kind and, for the
-cold and warm walks, the eggproxy worker's CPU per request by thread (from ``/proc``), so a
+cold and warm walks, the eggproxy worker's CPU per request by thread (from ``/proc``; with
+``--workers 1`` only, the default; read in clock ticks, so use 100 projects or more), so a
 miss's cost over a hit can be read apart from the client's and the upstream's.  With
 ``--reference-src DIR`` an eggproxy from that source tree walks cold too, in the same round.
 Numbers: ``docs/decisions/0014-miss-path.md`` (round 4).
