@@ -33,11 +33,9 @@ from urllib.parse import urljoin
 import requests
 from tests.integration.upstream import Upstream
 
-from bench.run import Eggproxy, build_fixtures, log
+from bench.run import JSON_ACCEPT, Eggproxy, build_fixtures, log, stat_cpu_seconds
 
-JSON: Final = "application/vnd.pypi.simple.v1+json"
 KINDS: Final = ("page", "metadata", "file")
-TICK: Final = os.sysconf("SC_CLK_TCK")
 
 
 def walk(base: str, names: Sequence[str]) -> dict[str, list[float]]:
@@ -46,7 +44,7 @@ def walk(base: str, names: Sequence[str]) -> dict[str, list[float]]:
     with requests.Session() as session:
         for name in names:
             started = time.perf_counter()
-            page = session.get(f"{base}{name}/", headers={"Accept": JSON}, timeout=30)
+            page = session.get(f"{base}{name}/", headers={"Accept": JSON_ACCEPT}, timeout=30)
             page.raise_for_status()
             times["page"].append(time.perf_counter() - started)
             wheel = next(f for f in page.json()["files"] if f["filename"].endswith(".whl"))
@@ -58,24 +56,18 @@ def walk(base: str, names: Sequence[str]) -> dict[str, list[float]]:
     return times
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of each thread of ``pid``, keyed by thread id and kernel name."""
-    seconds = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:  # the thread ended
-            continue
-        name = raw.partition("(")[2].rpartition(")")[0]
-        fields = raw.rpartition(")")[2].split()
-        seconds[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / TICK
-    return seconds
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid``, by thread id."""
+    return {
+        int(tid): stat_cpu_seconds(Path(f"/proc/{pid}/task/{tid}/stat"))
+        for tid in os.listdir(f"/proc/{pid}/task")
+    }
 
 
-def cpu_split(before: dict[str, float], after: dict[str, float], pid: int) -> dict[str, float]:
+def cpu_split(before: dict[int, float], after: dict[int, float], pid: int) -> dict[str, float]:
     """CPU used between two readings: main thread, the busiest other thread, the rest."""
-    used = {k: v - before.get(k, 0.0) for k, v in after.items()}
-    main = sum(used.pop(k) for k in list(used) if k.split(" ", 1)[0] == str(pid))
+    used = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
+    main = used.pop(pid, 0.0)  # the main thread's id is the process's
     busiest = max(used.values(), default=0.0)
     return {"main": main, "busiest other": busiest, "rest": sum(used.values()) - busiest}
 
@@ -102,8 +94,8 @@ def main() -> int:
             for n in range(args.repeat):
                 for kind, seconds in walk(upstream.url, names).items():
                     latency[f"direct {kind}"].append(statistics.median(seconds))
-                for label, source in builds:
-                    cache = root / f"cache-{n}-{len(label)}"
+                for b, (label, source) in enumerate(builds):
+                    cache = root / f"cache-{n}-{b}"
                     server = Eggproxy(
                         upstream.url, cache, root, args.workers, access_log=False, source=source
                     )

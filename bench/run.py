@@ -363,14 +363,17 @@ def wrk(port: int, target: Target, args: argparse.Namespace, duration: int) -> f
     return float(match.group(1))
 
 
+def stat_cpu_seconds(stat: Path) -> float:
+    """User plus system CPU seconds of a ``/proc/.../stat`` file (0 once the task is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # proc(5)
+    return 0.0
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User plus system CPU seconds the processes used so far (gone ones count 0)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(stat_cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in pids)
 
 
 def server_pids(server: Eggproxy | Nginx) -> list[int]:
