@@ -17,11 +17,12 @@ The URL space is the disk, so a static web server can answer every hit::
         <file>.provenance     its PEP 740 provenance object (no declared hash)
         .withheld/<file>      a verified file no longer offered (removed upstream,
                               project quarantined): out of the URL space, kept
-        .<name>.lock          flock(2) lock coordinating processes
+        .<name>.lock          its lock, only where record locks are missing (locks.py)
         .<name>.part          a download in progress (never served)
         .<name>.size          its expected size, for followers streaming it
         .<name>.failed        why the last attempt failed, for those who waited (failures.py)
-      .locks/                 page locks (and their .failed markers)
+      .locks/eggproxy.lock    every lock: one byte range per page or file (locks.py)
+      .locks/                 the pages' .failed markers
       .negative/              names no source knows, for negative_ttl (negative.py)
 
 Names starting with ``.`` are never a project or a file name, so a front
@@ -39,14 +40,14 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from eggproxy.errors import ConfigError, InsufficientStorage
+from eggproxy.locks import LOCK_FILE, Locks
 from eggproxy.mediatypes import FORMATS, Format
 from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
 
@@ -137,6 +138,7 @@ class Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.locks = Locks(root)
         self._page_paths: dict[tuple[NormalizedName | None, Format], Path] = {}
 
     def prepare(self) -> None:
@@ -151,10 +153,11 @@ class Cache:
             try:
                 version = marker.read_text().strip()
             except FileNotFoundError:
-                write_atomic(marker, LAYOUT_VERSION.encode() + b"\n")
-                return
+                version = LAYOUT_VERSION  # a new cache
             # Proves we may write here even when the marker exists already.
             write_atomic(marker, version.encode() + b"\n")
+            if version == LAYOUT_VERSION:
+                self.locks.prepare()
         except OSError as exc:
             reason = (exc.strerror or type(exc).__name__).lower()
             raise ConfigError(f"cannot write {self.root}: {reason}", key="cache_dir") from None
@@ -166,32 +169,53 @@ class Cache:
             )
 
     def clean_partials(self, older_than: float = 0.0) -> int:
-        """Remove partial downloads and temporary files left by a crash.
+        """Remove partial downloads and temporary files left by a crash; return how many.
 
-        Only those whose lock is free are removed: a live download holds it.
+        One pass over the project folders.  A partial download (or its size
+        file) whose lock is held is a live download, and stays.  Temporary
+        files go after an hour.  Per-entry lock files that an older eggproxy
+        left (``.<name>.lock``) go too where record locks replace them
+        (:mod:`eggproxy.locks`), when free.
         """
         removed = 0
         now = time.time()
-        for part in self.root.glob("*/.*.part"):
-            lock_path = part.with_name(part.name.removesuffix(".part") + ".lock")
-            with self.try_lock(lock_path) as locked:
-                if not locked:
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    if now - part.stat().st_mtime >= older_than:
-                        part.unlink()
-                        removed += 1
-        for size in self.root.glob("*/.*.size"):
-            lock_path = size.with_name(size.name.removesuffix(".size") + ".lock")
-            with self.try_lock(lock_path) as locked, contextlib.suppress(FileNotFoundError):
-                if locked:
-                    size.unlink()
-        for tmp in self.root.glob("*/.tmp-*"):
-            with contextlib.suppress(FileNotFoundError):
-                if now - tmp.stat().st_mtime >= max(older_than, 3600):
-                    tmp.unlink()
-                    removed += 1
+        with os.scandir(self.root) as entries:
+            folders = [
+                Path(e.path)
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
+        for folder in (self.root, self.root / ".locks", *folders):
+            try:
+                with os.scandir(folder) as entries:
+                    names = [e.name for e in entries if e.name.startswith(".")]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                removed += self._clean_leftover(folder / name, now, older_than)
         return removed
+
+    def _clean_leftover(self, path: Path, now: float, older_than: float) -> int:
+        """Remove ``path`` if it is a leftover (see :meth:`clean_partials`); 1 if removed."""
+        name = path.name
+        with contextlib.suppress(FileNotFoundError):
+            if name.startswith(".tmp-"):
+                if now - path.stat().st_mtime >= max(older_than, 3600):
+                    path.unlink()
+                    return 1
+            elif name.endswith((".part", ".size")):
+                target = path.with_name(name[1:-5])
+                with self.try_lock(target) as free:
+                    if not free:
+                        return 0
+                    if name.endswith(".size"):
+                        path.unlink()  # not counted: no data
+                    elif now - path.stat().st_mtime >= older_than:
+                        path.unlink()
+                        return 1
+            elif name.endswith(".lock") and self.locks.record_locks:
+                _remove_free_lock_file(path)
+        return 0
 
     # --- paths -----------------------------------------------------------
 
@@ -211,9 +235,6 @@ class Cache:
 
     def file_path(self, project: NormalizedName, filename: str) -> Path:
         return self.root / project / filename
-
-    def lock_path(self, target: Path) -> Path:
-        return target.with_name(f".{target.name}.lock")
 
     def part_path(self, target: Path) -> Path:
         return target.with_name(f".{target.name}.part")
@@ -371,10 +392,10 @@ class Cache:
         one (HTML first, then JSON, then the state, as in :meth:`write_page`).
         """
         temps: list[str] = []
+        handles: list[BinaryIO] = []
         try:
-            handles = []
-            for _fmt in FORMATS:
-                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+            for fmt in FORMATS:
+                fd, tmp = temp_beside(self.root / PAGE_FILES[fmt])
                 temps.append(tmp)
                 handles.append(os.fdopen(fd, "wb"))
             html, json_page = handles
@@ -388,6 +409,8 @@ class Cache:
                 os.replace(tmp, self.root / PAGE_FILES[fmt])
             write_atomic(self.root / STATE, state.to_json())  # last, as in write_page
         finally:
+            for handle in handles:  # closed already, unless the second could not be made
+                handle.close()
             for tmp in temps:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
@@ -417,13 +440,13 @@ class Cache:
 
     @contextlib.contextmanager
     def lock(self, target: Path) -> Iterator[None]:
-        """Hold the inter-process lock of ``target`` (blocking)."""
-        fd = _open_lock(self.lock_path(target))
+        """Hold the inter-process lock of ``target`` (blocking; :mod:`eggproxy.locks`)."""
+        fd = self.locks.take(target, wait=True)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # closing releases the flock
+            if fd is not None:
+                os.close(fd)  # closing releases the lock
 
     @contextlib.contextmanager
     def lock_within(self, target: Path, seconds: float) -> Iterator[bool]:
@@ -438,35 +461,27 @@ class Cache:
 
     @contextlib.contextmanager
     def try_lock(self, target: Path) -> Iterator[bool]:
-        """Take the lock of ``target`` if it is free; yield whether we hold it."""
-        lock_path = target if target.name.endswith(".lock") else self.lock_path(target)
+        """Take the lock of ``target`` if it is free; yield whether we do."""
+        fd = self.locks.take(target, wait=False)
         try:
-            fd = _open_lock(lock_path)
-        except FileNotFoundError:
-            yield False
-            return
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
+            yield fd is not None
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
 
-def _open_lock(lock_path: Path) -> int:
-    """Open (or create) a lock file; its directory is made only when it is missing.
-
-    Not a ``mkdir`` first: it fails on all but the first lock taken in a
-    directory (issue 13: one failing system call per lock).
-    """
+def _remove_free_lock_file(path: Path) -> None:
+    """Remove a per-entry lock file unless a process holds it (an older eggproxy's)."""
+    if path.name == LOCK_FILE:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except FileNotFoundError:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def disk_full(exc: OSError, what: str) -> InsufficientStorage | None:
@@ -479,6 +494,16 @@ def disk_full(exc: OSError, what: str) -> InsufficientStorage | None:
 def companions(filename: str) -> tuple[str, str, str]:
     """A file and what is served beside it (PEP 658 metadata, PEP 740 provenance)."""
     return (filename, filename + METADATA_SUFFIX, filename + PROVENANCE_SUFFIX)
+
+
+def make_parent(path: Path) -> None:
+    """Make the folder ``path`` goes in, once a create there found it missing.
+
+    Only then: the folder of a page or file nearly always exists (a lock no
+    longer makes it, :mod:`eggproxy.locks`), and a ``mkdir`` that fails costs
+    a system call per write.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None:
@@ -503,17 +528,31 @@ _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O
 _temp_names = itertools.count()
 
 
-def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
-    # As tempfile.mkstemp (a new name, O_EXCL, mode 0600 until complete), on the
-    # descriptor alone: no buffered file object, no random name drawn (its fstat,
-    # ioctl and lseek, its Python steps: several per page miss, issue 13).
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in the folder of ``path`` (made if missing): descriptor, name.
+
+    As ``tempfile.mkstemp`` (a new name, ``O_EXCL``, mode 0600 until complete)
+    without drawing a random name (issue 13: its Python steps, several per
+    page miss).  Named ``.tmp-<pid>-<n>``: :meth:`Cache.clean_partials`
+    removes those a crash left.  The one way the cache makes a temporary file.
+    """
+    made = False
     while True:
         tmp = os.path.join(path.parent, f".tmp-{os.getpid()}-{next(_temp_names)}")
         try:
-            fd = os.open(tmp, _TEMP_FLAGS, 0o600)
-            break
+            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
         except FileExistsError:  # left by a process of the same pid that died
             continue
+        except FileNotFoundError:
+            if made:
+                raise
+            make_parent(path)
+            made = True
+
+
+def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
+    # On the descriptor alone: no buffered file object (its fstat, ioctl, lseek).
+    fd, tmp = temp_beside(path)
     try:
         try:
             write_all(fd, data)
@@ -534,7 +573,7 @@ def write_atomic_stream(
     path: Path, chunks: Iterable[bytes], *, verify: Callable[[], None] | None = None
 ) -> None:
     """Like :func:`write_atomic` for a stream; ``verify`` may refuse it before it is visible."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
