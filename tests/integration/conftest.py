@@ -103,14 +103,14 @@ def upstream(request: pytest.FixtureRequest, fixture_files: FixtureFiles) -> Ite
             up.remove_added()
 
 
-def private_upstream(tmp_path: Path) -> Iterator[Upstream]:
-    """A JSON index on fixtures built for one test alone (``add_file`` stays in it).
+def private_upstream(fixture_files: FixtureFiles, tmp_path: Path) -> Iterator[Upstream]:
+    """A JSON index on a private copy of the fixtures (``add_file`` stays in the test).
 
-    A plain generator: a module takes it as its ``upstream`` fixture with
+    A plain generator: a module takes it as a fixture of the name it likes with
     ``upstream = pytest.fixture(private_upstream, name="upstream")``.
     """
-    files = tmp_path / "files"
-    build_projects(files)
+    files = tmp_path / "upstream-files"
+    shutil.copytree(fixture_files.root, files)
     with Upstream(files) as up:
         yield up
 

@@ -6,16 +6,13 @@ Counts are taken at the upstream double; nothing here times anything.
 from __future__ import annotations
 
 import http.client
-import shutil
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-from conftest import FrontEnd, skip_behind_nginx
+from conftest import FrontEnd, private_upstream, skip_behind_nginx
 from test_freshness import age_page
 from tests.integration.apache import ApacheProxy
 from tests.integration.standalone import StandaloneServer, start_serve, wait_until
@@ -176,19 +173,13 @@ def test_failure_before_the_first_byte_is_502(proxy: StandaloneServer, upstream:
     assert f'{WHEEL} HTTP/1.1" 200' not in proxy.log_text()
 
 
-@pytest.fixture
-def private_upstream(fixture_files: Any, tmp_path: Path) -> Iterator[Upstream]:
-    """A fake index on a private copy of the fixtures, so ``add_file`` stays in this test."""
-    files = tmp_path / "upstream-files"
-    shutil.copytree(fixture_files.root, files)
-    with Upstream(files) as up:
-        yield up
+own_upstream = pytest.fixture(private_upstream, name="own_upstream")
 
 
 def test_aborted_stream_is_logged_as_the_client_got_it(
-    private_upstream: Upstream, tmp_path: Path
+    own_upstream: Upstream, tmp_path: Path
 ) -> None:
-    upstream, name = private_upstream, "cut_pkg-1.0-py3-none-any.whl"
+    upstream, name = own_upstream, "cut_pkg-1.0-py3-none-any.whl"
     upstream.add_file("cut-pkg", name, 4 << 20)
     upstream.truncate.add(name)
     # Per 64 KiB; the cut (after 32 of them) comes once the followers have stopped

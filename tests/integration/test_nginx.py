@@ -7,14 +7,12 @@ to eggproxy by nginx's access log: ``$upstream_addr`` is ``-`` when no Python ra
 from __future__ import annotations
 
 import http.client
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Protocol
 
 import pytest
 import requests
+from conftest import private_upstream
 from tests.integration.nginx import NginxProxy, require_nginx
 from tests.integration.standalone import wait_until
 from tests.integration.upstream import Upstream
@@ -28,17 +26,7 @@ WHEEL = "demo_pkg-2.0-py3-none-any.whl"
 SDIST = "demo_pkg-1.0.tar.gz"
 
 
-class Fixtures(Protocol):
-    root: Path
-
-
-@pytest.fixture
-def own_upstream(fixture_files: Fixtures, tmp_path: Path) -> Iterator[Upstream]:
-    """A fake index on a private copy of the fixtures, so ``add_file`` stays in this test."""
-    files = tmp_path / "upstream-files"
-    shutil.copytree(fixture_files.root, files)
-    with Upstream(files) as up:
-        yield up
+own_upstream = pytest.fixture(private_upstream, name="own_upstream")
 
 
 @pytest.fixture

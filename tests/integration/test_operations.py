@@ -15,12 +15,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import FixtureFiles
+from conftest import private_upstream
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration import apache
 from tests.integration.standalone import (
@@ -42,13 +41,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT = 60
 
 
-@pytest.fixture
-def up(fixture_files: FixtureFiles, tmp_path: Path) -> Iterator[Upstream]:
-    """A JSON upstream on a private copy of the fixtures (tests add files to it)."""
-    files = tmp_path / "upstream-files"
-    shutil.copytree(fixture_files.root, files)
-    with Upstream(files) as upstream:
-        yield upstream
+up = pytest.fixture(private_upstream, name="up")
 
 
 def metrics_of(text: str) -> dict[str, float]:

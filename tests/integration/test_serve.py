@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from tests.integration.fixtures import build_projects
+from conftest import private_upstream
 from tests.integration.standalone import (
     CLIENT_TIMEOUT,
     Fetch,
@@ -39,20 +38,7 @@ WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 Factory = Callable[..., StandaloneServer]
 
 
-@pytest.fixture(scope="module")
-def serve_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("serve-files")
-    build_projects(root)
-    return root
-
-
-@pytest.fixture
-def serve_upstream(serve_files: Path, tmp_path: Path) -> Iterator[Upstream]:
-    """A fake index on a private copy of the fixtures, so ``add_file`` stays in this test."""
-    files = tmp_path / "upstream-files"
-    shutil.copytree(serve_files, files)
-    with Upstream(files) as up:
-        yield up
+serve_upstream = pytest.fixture(private_upstream, name="serve_upstream")
 
 
 @pytest.fixture
