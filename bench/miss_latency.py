@@ -11,7 +11,8 @@ upstream double (direct), then through a fresh ``eggproxy serve`` on an empty ca
 then again (warm).  It prints the median milliseconds per request of each kind and, for the
 cold and warm walks, the eggproxy worker's CPU per request by thread (from ``/proc``; with
 ``--workers 1`` only, the default; read in clock ticks, so use 100 projects or more), so a
-miss's cost over a hit can be read apart from the client's and the upstream's.  With
+miss's cost over a hit can be read apart from the client's and the upstream's, and what one
+file create costs in the temporary directory's file system (a miss creates files).  With
 ``--reference-src DIR`` an eggproxy from that source tree walks cold too, in the same round.
 Numbers: ``docs/decisions/0014-miss-path.md`` (round 4).
 """
@@ -56,6 +57,22 @@ def walk(base: str, names: Sequence[str]) -> dict[str, list[float]]:
     return times
 
 
+def create_cost(folder: Path, count: int = 200) -> float:
+    """Median seconds to create one empty file in a new folder under ``folder``.
+
+    A miss creates a few files (a page four, a file one), and what a create
+    costs moves with the file system and the minute (0.01-1 ms seen here):
+    printed beside the walks, so that a round's numbers can be read against it.
+    """
+    where = Path(tempfile.mkdtemp(prefix="creates-", dir=folder))
+    seconds = []
+    for n in range(count):
+        started = time.perf_counter()
+        os.close(os.open(where / f"f{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
 def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds of each thread of ``pid``, by thread id."""
     return {
@@ -81,6 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     latency: dict[str, list[float]] = collections.defaultdict(list)
     cpu: dict[str, list[float]] = collections.defaultdict(list)
+    creates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="eggproxy-bench-latency-") as tmp:
         root = Path(tmp)
         files = root / "files"
@@ -92,6 +110,7 @@ def main() -> int:
             if args.reference_src is not None:
                 builds.append(("reference cold", args.reference_src))
             for n in range(args.repeat):
+                creates.append(create_cost(root))
                 for kind, seconds in walk(upstream.url, names).items():
                     latency[f"direct {kind}"].append(statistics.median(seconds))
                 for b, (label, source) in enumerate(builds):
@@ -117,6 +136,7 @@ def main() -> int:
                         server.stop()
                 log(f"round {n + 1} of {args.repeat} done")
     print(f"\nmiss latency, {len(names)} projects, one client, median of {args.repeat} (ms)")
+    print(f"one file create in the cache's file system: {statistics.median(creates) * 1e6:.0f} µs")
     for what in ("direct", *(label for label, _ in builds), "warm"):
         cells = "  ".join(
             f"{kind} {statistics.median(latency[f'{what} {kind}']) * 1000:5.2f}" for kind in KINDS
