@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from eggproxy.errors import ConfigError, InsufficientStorage
-from eggproxy.locks import LOCK_FILE, Locks
+from eggproxy.locks import Locks
 from eggproxy.mediatypes import FORMATS, Format
 from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
 
@@ -156,8 +156,6 @@ class Cache:
                 version = LAYOUT_VERSION  # a new cache
             # Proves we may write here even when the marker exists already.
             write_atomic(marker, version.encode() + b"\n")
-            if version == LAYOUT_VERSION:
-                self.locks.prepare()
         except OSError as exc:
             reason = (exc.strerror or type(exc).__name__).lower()
             raise ConfigError(f"cannot write {self.root}: {reason}", key="cache_dir") from None
@@ -167,6 +165,11 @@ class Cache:
                 f"{LAYOUT_VERSION}",
                 key="cache_dir",
             )
+        try:
+            self.locks.prepare()
+        except OSError as exc:  # not writable by us, or no record locks on this file system
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise ConfigError(f"cannot lock {self.locks.path}: {reason}", key="cache_dir") from None
 
     def clean_partials(self, older_than: float = 0.0) -> int:
         """Remove partial downloads and temporary files left by a crash; return how many.
@@ -175,10 +178,12 @@ class Cache:
         file) whose lock is held is a live download, and stays.  Temporary
         files go after an hour.  Per-entry lock files that an older eggproxy
         left (``.<name>.lock``) go too where record locks replace them
-        (:mod:`eggproxy.locks`), when free.
+        (:mod:`eggproxy.locks`), when free; one an older eggproxy still holds
+        keeps its download's files, and is said in the log.
         """
         removed = 0
         now = time.time()
+        busy: list[Path] = []  # lock files an older eggproxy holds
         with os.scandir(self.root) as entries:
             folders = [
                 Path(e.path)
@@ -192,19 +197,31 @@ class Cache:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for name in names:
-                removed += self._clean_leftover(folder / name, now, older_than)
+                try:
+                    removed += self._clean_leftover(folder / name, now, older_than, busy)
+                except OSError as exc:  # an odd entry (a folder named .x.part): left as it is
+                    log.warning("left %s: %s", folder / name, exc.strerror or exc)
+        if busy:
+            log.warning(
+                "an older eggproxy is using this cache (it holds %s): stop it; versions "
+                "that lock differently do not see each other's locks",
+                busy[0],
+            )
         return removed
 
-    def _clean_leftover(self, path: Path, now: float, older_than: float) -> int:
+    def _clean_leftover(self, path: Path, now: float, older_than: float, busy: list[Path]) -> int:
         """Remove ``path`` if it is a leftover (see :meth:`clean_partials`); 1 if removed."""
         name = path.name
+        legacy = self.locks.record_locks  # lock files per entry are an older eggproxy's
         with contextlib.suppress(FileNotFoundError):
             if name.startswith(".tmp-"):
                 if now - path.stat().st_mtime >= max(older_than, 3600):
                     path.unlink()
                     return 1
-            elif name.endswith((".part", ".size")):
+            elif name.endswith((".part", ".size")) and len(name) > len(".x.part") - 1:
                 target = path.with_name(name[1:-5])
+                if legacy and not _lock_file_free(self.locks.legacy_path(target), busy):
+                    return 0  # an older eggproxy's download in progress
                 with self.try_lock(target) as free:
                     if not free:
                         return 0
@@ -213,8 +230,8 @@ class Cache:
                     elif now - path.stat().st_mtime >= older_than:
                         path.unlink()
                         return 1
-            elif name.endswith(".lock") and self.locks.record_locks:
-                _remove_free_lock_file(path)
+            elif legacy and name.endswith(".lock") and len(name) > len(".x.lock") - 1:
+                _remove_free_lock_file(path, busy)
         return 0
 
     # --- paths -----------------------------------------------------------
@@ -470,16 +487,30 @@ class Cache:
                 os.close(fd)
 
 
-def _remove_free_lock_file(path: Path) -> None:
-    """Remove a per-entry lock file unless a process holds it (an older eggproxy's)."""
-    if path.name == LOCK_FILE:
-        return
+def _lock_file_free(path: Path, busy: list[Path]) -> bool:
+    """Whether no process holds the ``flock`` of a per-entry lock file (or there is none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        busy.append(path)
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _remove_free_lock_file(path: Path, busy: list[Path]) -> None:
+    """Remove a per-entry lock file (an older eggproxy's) unless a process holds it."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink()
+        path.unlink()  # while held: a process can only have opened it before (mixed versions)
     except BlockingIOError:
-        pass
+        busy.append(path)
     finally:
         os.close(fd)
 

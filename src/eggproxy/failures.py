@@ -38,8 +38,13 @@ def record(lock_target: Path, error: BaseException, now: float) -> None:
     data = json.dumps({"status": http_status(error), "reason": str(error), "time": now})
     # Not write_atomic: the marker is read under the same lock it is written in,
     # and on a full disk it must not fail louder than the error it records.
+    marker = failure_path(lock_target)
     with contextlib.suppress(OSError):
-        failure_path(lock_target).write_text(data)
+        try:
+            marker.write_text(data)
+        except FileNotFoundError:  # no folder yet: the lock no longer makes it (locks.py)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(data)
 
 
 def clear(lock_target: Path) -> None:

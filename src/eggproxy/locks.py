@@ -7,9 +7,10 @@ the locks are open-file-description record locks (``F_OFD_SETLK``): one byte
 each, at an offset drawn from the entry's path relative to the cache root,
 all in one file, ``<cache>/.locks/eggproxy.lock``.  Such a lock belongs to the
 descriptor it was taken on (like ``flock``, unlike the process-wide POSIX
-locks), so threads exclude each other, a child of ``fork`` does not share it
-by accident (each lock is taken on a descriptor of its own), and closing the
-descriptor releases it, also when the process dies.
+locks), so threads exclude each other (each lock is taken on a descriptor of
+its own), and closing the descriptor releases it, also when the process dies.
+As with ``flock``, a child forked while a lock is held keeps the descriptor,
+and the lock, until it closes it or exits.
 
 Why not one ``flock``-ed file per entry, as before: every first lock of an
 entry created a file, and creating a file (an inode) was the largest single
@@ -108,13 +109,23 @@ class Locks:
         return fd
 
     def prepare(self) -> None:
-        """Create the lock file now, so that no request pays for it."""
-        if self.record_locks:
-            os.close(self._open_shared())
+        """Create the lock file now (no request pays for it) and take one lock in it.
+
+        Raises ``OSError`` when the file cannot be opened for writing or its file
+        system refuses record locks (a kernel before 3.15, some FUSE mounts):
+        said at start, not on every miss.
+        """
+        if not self.record_locks:
+            return
+        fd = self.take(self.root / ".locks" / "probe", wait=False)
+        if fd is not None:
+            os.close(fd)
 
     def _open_shared(self) -> int:
         """Open the lock file (``F_WRLCK`` needs it open for writing), creating it once.
 
+        Mode 0664, whatever the umask: the file holds no data, and a cache
+        shared by a group (its folder setgid) is locked by every member.
         Created by root in a cache another user owns (``eggproxy update`` run as
         root), the file and its folder are given to that user: its server must
         open them too.
@@ -131,6 +142,7 @@ class Locks:
             fd = os.open(self.path, _FLAGS | os.O_EXCL, 0o666)
         except FileExistsError:  # another process created it meanwhile
             return os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        os.fchmod(fd, 0o664)
         owner = os.stat(self.root)
         if os.geteuid() == 0 and owner.st_uid != 0:
             os.fchown(fd, owner.st_uid, owner.st_gid)

@@ -4,13 +4,16 @@ import fcntl
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from eggproxy import failures
 from eggproxy.cache import Cache
+from eggproxy.errors import ConfigError, RecentFailure, UpstreamUnavailable
 from eggproxy.locks import LOCK_FILE, Locks, offset
 
 RECORD_LOCKS = hasattr(fcntl, "F_OFD_SETLKW")
@@ -169,3 +172,62 @@ def test_root_creating_the_lock_file_gives_it_to_the_owner_of_the_cache(tmp_path
     Locks(root).prepare()
     made = root / ".locks" / LOCK_FILE
     assert (made.stat().st_uid, made.parent.stat().st_uid) == (65534, 65534)
+
+
+@needs_record_locks
+def test_the_lock_file_is_group_writable_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        Locks(tmp_path).prepare()
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".locks" / LOCK_FILE).stat().st_mode & 0o777 == 0o664
+
+
+@needs_record_locks
+def test_a_lock_file_that_cannot_be_locked_is_said_at_start(tmp_path: Path) -> None:
+    (tmp_path / ".locks" / LOCK_FILE).mkdir(parents=True)  # not a file to open for writing
+    with pytest.raises(ConfigError, match=r"cannot lock .*eggproxy\.lock: is a directory"):
+        Cache(tmp_path).prepare()
+
+
+@needs_record_locks
+def test_clean_partials_keeps_the_download_an_older_eggproxy_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = Cache(tmp_path)
+    cache.prepare()
+    (tmp_path / "demo").mkdir()
+    part = tmp_path / "demo" / ".demo-1.0.whl.part"
+    part.write_bytes(b"half")
+    held = tmp_path / "demo" / ".demo-1.0.whl.lock"
+    held.touch()
+    fd = os.open(held, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert cache.clean_partials() == 0
+    finally:
+        os.close(fd)
+    assert part.exists() and held.exists()
+    assert "an older eggproxy is using this cache" in caplog.text
+    assert cache.clean_partials() == 1  # once it is gone
+    assert not part.exists() and not held.exists()
+
+
+def test_clean_partials_leaves_odd_names_alone(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.prepare()
+    (tmp_path / "demo").mkdir()
+    for odd in (".part", ".size", ".lock"):
+        (tmp_path / "demo" / odd).touch()
+    (tmp_path / "demo" / ".x.part").mkdir()
+    (tmp_path / "demo" / ".y.lock").mkdir()
+    assert cache.clean_partials() == 0
+    assert len(list((tmp_path / "demo").iterdir())) == 5
+
+
+def test_a_failure_is_recorded_where_no_folder_was_made_yet(tmp_path: Path) -> None:
+    target = tmp_path / "demo" / "demo-1.0.whl"
+    failures.record(target, UpstreamUnavailable("upstream down"), time.time())
+    with pytest.raises(RecentFailure):
+        failures.check(target, time.time() - 1, time.time())
