@@ -196,6 +196,9 @@ class Cache:
                     names = [e.name for e in entries if e.name.startswith(".")]
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            except OSError as exc:  # not ours to read (lost+found on a cache of its own)
+                log.warning("left %s: %s", folder, exc.strerror or exc)
+                continue
             for name in names:
                 try:
                     removed += self._clean_leftover(folder / name, now, older_than, busy)
@@ -218,7 +221,7 @@ class Cache:
                 if now - path.stat().st_mtime >= max(older_than, 3600):
                     path.unlink()
                     return 1
-            elif name.endswith((".part", ".size")) and len(name) > len(".x.part") - 1:
+            elif name.endswith((".part", ".size")) and name[1:-5] not in ("", ".", ".."):
                 target = path.with_name(name[1:-5])
                 if legacy and not _lock_file_free(self.locks.legacy_path(target), busy):
                     return 0  # an older eggproxy's download in progress
@@ -230,7 +233,7 @@ class Cache:
                     elif now - path.stat().st_mtime >= older_than:
                         path.unlink()
                         return 1
-            elif legacy and name.endswith(".lock") and len(name) > len(".x.lock") - 1:
+            elif legacy and name.endswith(".lock") and name[1:-5] not in ("", ".", ".."):
                 _remove_free_lock_file(path, busy)
         return 0
 

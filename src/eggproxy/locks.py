@@ -28,10 +28,12 @@ chance in 10^18 per pair) share a lock: they wait for each other, nothing more.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Final
@@ -138,16 +140,24 @@ class Locks:
         made = not folder.is_dir()
         if made:
             folder.mkdir(parents=True, exist_ok=True)
+            # Reachable by the group too, whatever the umask (setgid kept from the cache root).
+            with contextlib.suppress(OSError):
+                folder.chmod(0o775 | (os.stat(self.root).st_mode & stat.S_ISGID))
         try:
             fd = os.open(self.path, _FLAGS | os.O_EXCL, 0o666)
         except FileExistsError:  # another process created it meanwhile
             return os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        os.fchmod(fd, 0o664)
-        owner = os.stat(self.root)
-        if os.geteuid() == 0 and owner.st_uid != 0:
-            os.fchown(fd, owner.st_uid, owner.st_gid)
-            if made:
-                os.chown(folder, owner.st_uid, owner.st_gid)
+        try:
+            with contextlib.suppress(OSError):  # some file systems (vfat, CIFS) refuse modes
+                os.fchmod(fd, 0o664)
+            owner = os.stat(self.root)
+            if os.geteuid() == 0 and owner.st_uid != 0:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+                if made:
+                    os.chown(folder, owner.st_uid, owner.st_gid)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
 

@@ -182,6 +182,7 @@ def test_the_lock_file_is_group_writable_whatever_the_umask(tmp_path: Path) -> N
     finally:
         os.umask(old)
     assert (tmp_path / ".locks" / LOCK_FILE).stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / ".locks").stat().st_mode & 0o777 == 0o775
 
 
 @needs_record_locks
@@ -218,12 +219,32 @@ def test_clean_partials_leaves_odd_names_alone(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     cache.prepare()
     (tmp_path / "demo").mkdir()
-    for odd in (".part", ".size", ".lock"):
+    for odd in (".part", ".size", ".lock", "...part", "....size", "...lock"):
         (tmp_path / "demo" / odd).touch()
     (tmp_path / "demo" / ".x.part").mkdir()
     (tmp_path / "demo" / ".y.lock").mkdir()
     assert cache.clean_partials() == 0
-    assert len(list((tmp_path / "demo").iterdir())) == 5
+    assert len(list((tmp_path / "demo").iterdir())) == 8
+
+
+def test_clean_partials_passes_over_a_folder_it_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = Cache(tmp_path)
+    cache.prepare()
+    (tmp_path / "lost+found").mkdir()  # root's own, mode 0700, on a cache of its own
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / ".demo-1.0.whl.part").write_bytes(b"half")
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path).name == "lost+found":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert cache.clean_partials() == 1
+    assert "lost+found: Permission denied" in caplog.text
 
 
 def test_a_failure_is_recorded_where_no_folder_was_made_yet(tmp_path: Path) -> None:
