@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 import requests
 
+from eggproxy.sources import remote
 from eggproxy.sources.remote import USER_AGENT, _Session, make_session
 
 from .fakeindex import FakeAdapter
@@ -104,3 +105,34 @@ def test_the_lean_get_keeps_cookies_then_leaves_them_to_requests() -> None:
     session.cookies.set("lb", "node2", domain="upstream.example.test", path="/")
     session.plain_get(URL, headers={}, timeout=5.0, stream=False, auth=None)
     assert adapter.requests[-1].headers.get("Cookie") == "lb=node2"
+
+
+def test_the_netrc_is_read_once_per_origin_until_its_answer_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine upstream.example.test login fromnetrc password pw2\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    now = [100.0]
+    session, adapter = _Session(clock=lambda: now[0]), FakeAdapter()
+    session.mount("http://", adapter)
+    reads: list[str] = []
+    real = remote.get_netrc_auth
+
+    def counted(url: str) -> tuple[str, str] | None:
+        reads.append(url)
+        return real(url)
+
+    monkeypatch.setattr(remote, "get_netrc_auth", counted)
+    get = {"headers": {}, "timeout": 5.0, "stream": False, "auth": None}
+    for path in ("demo/", "other/", "demo/"):
+        session.plain_get(URL.removesuffix("demo/") + path, **get).close()
+    assert len(reads) == 1  # one origin, one read
+    assert adapter.requests[-1].headers["Authorization"].startswith("Basic ")
+    netrc.write_text("machine upstream.example.test login rotated password pw3\n")
+    now[0] += remote.NETRC_TTL
+    session.plain_get(URL, **get).close()
+    assert len(reads) == 2  # the answer expired: the file is read again
+    assert adapter.requests[-1].headers["Authorization"] == requests.auth._basic_auth_str(
+        "rotated", "pw3"
+    )

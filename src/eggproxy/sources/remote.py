@@ -54,6 +54,8 @@ _PLAIN_URL: Final = re.compile(
 
 # What UpstreamIndex.get passes: a GET with these alone takes the plain path.
 _PLAIN_GET_ARGUMENTS: Final = frozenset({"headers", "timeout", "stream", "allow_redirects", "auth"})
+# Seconds a netrc answer is kept per origin: credentials changed in the file are used after it.
+NETRC_TTL: Final = 5.0
 
 
 class _Session(requests.Session):
@@ -66,10 +68,30 @@ class _Session(requests.Session):
     request with its own ``proxies`` is left to requests.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._settings: dict[tuple[Any, ...], _Settings] = {}
         self._settings_lock = threading.Lock()
+        self._clock = clock
+        self._netrc: dict[str, tuple[float, tuple[str, str] | None]] = {}  # netloc: (until, auth)
+
+    def netrc_auth(self, url: str) -> tuple[str, str] | None:
+        """requests' ``get_netrc_auth(url)``, kept per origin for :data:`NETRC_TTL` seconds.
+
+        requests finds, reads and parses the netrc file again for every request:
+        with a netrc of 20 machines, 150-170 µs a GET here, 5-8 % of a miss's
+        CPU (issue 13).  ``url`` is a plain one (:data:`_PLAIN_URL`).
+        """
+        netloc = url.split("/", 3)[2]
+        now = self._clock()
+        kept = self._netrc.get(netloc)
+        if kept is not None and now < kept[0]:
+            return kept[1]
+        auth = get_netrc_auth(url)
+        if len(self._netrc) > 1024:  # origins are few: a bound, not an eviction policy
+            self._netrc.clear()
+        self._netrc[netloc] = (now + NETRC_TTL, auth)
+        return auth
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -147,7 +169,7 @@ class _Session(requests.Session):
         prepared.headers = merged
         prepared.prepare_cookies(RequestsCookieJar())  # a redirect copies and extends it
         if auth is None and self.trust_env:
-            auth = get_netrc_auth(url)
+            auth = self.netrc_auth(url)
         prepared.prepare_auth(auth, url)  # None: credentials in the URL, if any
         settings = self.merge_environment_settings(url, {}, stream, None, None)
         return self.send(prepared, timeout=timeout, allow_redirects=True, **settings)
