@@ -215,15 +215,16 @@ class Cache:
     def _clean_leftover(self, path: Path, now: float, older_than: float, busy: list[Path]) -> int:
         """Remove ``path`` if it is a leftover (see :meth:`clean_partials`); 1 if removed."""
         name = path.name
+        entry = name[1:-5]  # of .<entry>.part, .<entry>.size, .<entry>.lock
         legacy = self.locks.record_locks  # lock files per entry are an older eggproxy's
         with contextlib.suppress(FileNotFoundError):
             if name.startswith(".tmp-"):
                 if now - path.stat().st_mtime >= max(older_than, 3600):
                     path.unlink()
                     return 1
-            elif name.endswith((".part", ".size")) and name[1:-5] not in ("", ".", ".."):
-                target = path.with_name(name[1:-5])
-                if legacy and not _lock_file_free(self.locks.legacy_path(target), busy):
+            elif name.endswith((".part", ".size")) and entry not in ("", ".", ".."):
+                target = path.with_name(entry)
+                if legacy and not _free_lock_file(self.locks.legacy_path(target), busy):
                     return 0  # an older eggproxy's download in progress
                 with self.try_lock(target) as free:
                     if not free:
@@ -233,8 +234,8 @@ class Cache:
                     elif now - path.stat().st_mtime >= older_than:
                         path.unlink()
                         return 1
-            elif legacy and name.endswith(".lock") and name[1:-5] not in ("", ".", ".."):
-                _remove_free_lock_file(path, busy)
+            elif legacy and name.endswith(".lock") and entry not in ("", ".", ".."):
+                _free_lock_file(path, busy, remove=True)
         return 0
 
     # --- paths -----------------------------------------------------------
@@ -490,32 +491,26 @@ class Cache:
                 os.close(fd)
 
 
-def _lock_file_free(path: Path, busy: list[Path]) -> bool:
-    """Whether no process holds the ``flock`` of a per-entry lock file (or there is none)."""
+def _free_lock_file(path: Path, busy: list[Path], *, remove: bool = False) -> bool:
+    """Whether no process holds the ``flock`` of a per-entry lock file (or there is none).
+
+    ``remove``: and remove it, while holding it, when free.  One that is held
+    is added to ``busy`` (an older eggproxy's).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if remove:
+            path.unlink()  # while held: a process can only have opened it before (mixed versions)
     except BlockingIOError:
         busy.append(path)
         return False
     finally:
         os.close(fd)
     return True
-
-
-def _remove_free_lock_file(path: Path, busy: list[Path]) -> None:
-    """Remove a per-entry lock file (an older eggproxy's) unless a process holds it."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink()  # while held: a process can only have opened it before (mixed versions)
-    except BlockingIOError:
-        busy.append(path)
-    finally:
-        os.close(fd)
 
 
 def disk_full(exc: OSError, what: str) -> InsufficientStorage | None:
@@ -538,6 +533,15 @@ def make_parent(path: Path) -> None:
     a system call per write.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def create(path: Path | str, flags: int, mode: int) -> int:
+    """``os.open(path, flags, mode)`` of a new file; its folder made if that is missing."""
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        make_parent(Path(path))
+        return os.open(path, flags, mode)
 
 
 def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None:
@@ -570,18 +574,12 @@ def temp_beside(path: Path) -> tuple[int, str]:
     page miss).  Named ``.tmp-<pid>-<n>``: :meth:`Cache.clean_partials`
     removes those a crash left.  The one way the cache makes a temporary file.
     """
-    made = False
     while True:
         tmp = os.path.join(path.parent, f".tmp-{os.getpid()}-{next(_temp_names)}")
         try:
-            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+            return create(tmp, _TEMP_FLAGS, 0o600), tmp
         except FileExistsError:  # left by a process of the same pid that died
             continue
-        except FileNotFoundError:
-            if made:
-                raise
-            make_parent(path)
-            made = True
 
 
 def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:

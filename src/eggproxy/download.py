@@ -32,7 +32,7 @@ from typing import BinaryIO, Final
 import requests
 
 from eggproxy import failures
-from eggproxy.cache import Cache, disk_full, make_parent, write_all, write_atomic
+from eggproxy.cache import Cache, create, disk_full, write_all, write_atomic
 from eggproxy.errors import EggproxyError, IntegrityError, UpstreamError, UpstreamUnavailable
 from eggproxy.metrics import NullMetrics
 from eggproxy.reasons import reason
@@ -267,11 +267,7 @@ class Downloader:
                     # Followers need the size before the first byte (Content-Length).
                     write_atomic(sidecar, str(length).encode())
                     self._notify()
-                try:
-                    fd = os.open(part, _PART_FLAGS, 0o644)
-                except FileNotFoundError:  # no folder yet (the page was never cached here)
-                    make_parent(part)
-                    fd = os.open(part, _PART_FLAGS, 0o644)
+                fd = create(part, _PART_FLAGS, 0o644)  # its folder too, if never made
                 try:
                     for chunk in response.iter_content(DOWNLOAD_CHUNK):
                         if self._stopping.is_set():

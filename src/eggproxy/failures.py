@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 from typing import Final
 
+from eggproxy.cache import make_parent
 from eggproxy.errors import EggproxyError, RecentFailure, http_status
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def record(lock_target: Path, error: BaseException, now: float) -> None:
         try:
             marker.write_text(data)
         except FileNotFoundError:  # no folder yet: the lock no longer makes it (locks.py)
-            marker.parent.mkdir(parents=True, exist_ok=True)
+            make_parent(marker)
             marker.write_text(data)
 
 
