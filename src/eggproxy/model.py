@@ -79,11 +79,9 @@ class DistFile:
         a file, and a page miss marks every file of the page (issue 13).  The marks are
         plain strings, so a copy of the instance's dict is the same value.
         """
-        unknown = marks.keys() - _MARKS
-        if unknown:
-            raise TypeError(f"not a mark: {', '.join(sorted(unknown))}")
-        state = self.__dict__.copy()
-        state.update(marks)
+        if not marks.keys() <= _MARKS:  # a subset test builds no set (issue 13)
+            raise TypeError(f"not a mark: {', '.join(sorted(marks.keys() - _MARKS))}")
+        state = self.__dict__ | marks
         copy = object.__new__(DistFile)
         object.__setattr__(copy, "__dict__", state)
         return copy

@@ -8,7 +8,6 @@ again raises :class:`~eggproxy.errors.MalformedPage`.
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import ijson
 
+from eggproxy import jsoncodec
 from eggproxy.errors import MalformedPage
 from eggproxy.model import DistFile, IndexEntry, IndexPage, ProjectPage, ProjectStatus
 
@@ -265,7 +265,7 @@ def iter_index_json(chunks: Iterable[bytes], meta: dict[str, Any]) -> Iterator[I
 
 def _load_json(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data = jsoncodec.loads(text)
     except ValueError as exc:
         raise MalformedPage(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):

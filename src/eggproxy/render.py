@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
+from eggproxy import jsoncodec
 from eggproxy.model import DistFile, IndexEntry, IndexPage, ProjectPage
 from eggproxy.names import PROVENANCE_SUFFIX, dist_version
 
@@ -151,7 +152,7 @@ def _json_items(dist: DistFile) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+    return jsoncodec.dumps(data)
 
 
 def project_json_bytes(page: ProjectPage, *, relative: bool = True) -> bytes:

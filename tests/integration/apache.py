@@ -56,6 +56,8 @@ DEPENDENCIES = (
     "charset-normalizer",
     "ijson",
     "prometheus-client",
+    # As the README's recipe installs it: a compiled module, loaded in mod_python's interpreter.
+    "orjson",
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The child that answered, what the eggproxy fixup did ("-": it did not run), what mod_cache did.
