@@ -198,7 +198,8 @@ def project_html(page: ProjectPage) -> bytes:
         lines.append(f"<!-- withheld by policy: {rules}{until} -->")
     lines += [f"<title>Links for {name}</title>", "</head>", "<body>", f"<h1>Links for {name}</h1>"]
     for dist in page.files:
-        attrs = [f'href="{_escape(_link(dist, True))}{_escape(_fragment(dist.hashes))}"']
+        # A quoted name holds no HTML special character: only the hash needs escaping.
+        attrs = [f'href="{_quote(dist.filename)}{_escape(_fragment(dist.hashes))}"']
         if dist.requires_python:
             attrs.append(f'data-requires-python="{_escape(dist.requires_python)}"')
         if dist.yanked:
