@@ -1100,7 +1100,9 @@ class Proxy:
         if page is None:
             path = self.cache.page_path(project, "json")
             try:
-                page = project_from_json(path.read_text(), path.parent.as_uri() + "/", project)
+                page = project_from_json(
+                    path.read_text(encoding="utf-8"), path.parent.as_uri() + "/", project
+                )
             except (OSError, MalformedPage, UnicodeDecodeError):
                 return None
         return page, mtime

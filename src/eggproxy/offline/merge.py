@@ -76,7 +76,7 @@ def merge_pages(
 def _read_page(directory: Path, project: NormalizedName) -> CachedPage:
     path = directory / "index.json"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         page = project_from_json(text, directory.as_uri() + "/", project)
         stamp = json.loads(text)["meta"].get(FETCHED_KEY)
         fetched = (

@@ -83,7 +83,7 @@ class ProxyIndex:
             return []
         # The served page, with the proxy's policy applied; links are relative.
         base = result.path.parent.as_uri() + "/"
-        return project_from_json(result.path.read_text(), base, project).files
+        return project_from_json(result.path.read_text(encoding="utf-8"), base, project).files
 
     def metadata(self, project: NormalizedName, dist: DistFile) -> bytes:
         if dist.filename.endswith(".whl"):
