@@ -151,13 +151,9 @@ def _json_items(dist: DistFile) -> tuple[dict[str, Any], dict[str, Any]]:
     return item, stored
 
 
-def _dumps(data: dict[str, Any]) -> bytes:
-    return jsoncodec.dumps(data)
-
-
 def project_json_bytes(page: ProjectPage, *, relative: bool = True) -> bytes:
     """The PEP 691 project page, encoded."""
-    return _dumps(project_json(page, relative=relative))
+    return jsoncodec.dumps(project_json(page, relative=relative))
 
 
 def project_json_pair(shown: ProjectPage, stored: ProjectPage) -> tuple[bytes, bytes]:
@@ -169,8 +165,8 @@ def project_json_pair(shown: ProjectPage, stored: ProjectPage) -> tuple[bytes, b
     if shown is not stored:
         return project_json_bytes(shown), project_json_bytes(stored, relative=False)
     items = [_json_items(dist) for dist in shown.files]
-    served = _dumps(_json_page(shown, [i[0] for i in items]))
-    return served, _dumps(_json_page(stored, [i[1] for i in items]))
+    served = jsoncodec.dumps(_json_page(shown, [i[0] for i in items]))
+    return served, jsoncodec.dumps(_json_page(stored, [i[1] for i in items]))
 
 
 def project_html(page: ProjectPage) -> bytes:
