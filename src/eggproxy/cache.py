@@ -24,6 +24,7 @@ The URL space is the disk, so a static web server can answer every hit::
       .locks/eggproxy.lock    every lock: one byte range per page or file (locks.py)
       .locks/                 the pages' .failed markers
       .negative/              names no source knows, for negative_ttl (negative.py)
+      .spare/<host>-<pid>-<t>/  empty files and folders a running front end made ahead (spares.py)
 
 Names starting with ``.`` are never a project or a file name, so a front
 end refuses them.  The fetch time of a page is the modification time of its
@@ -50,6 +51,7 @@ from eggproxy.errors import ConfigError, InsufficientStorage
 from eggproxy.locks import Locks
 from eggproxy.mediatypes import FORMATS, Format
 from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
+from eggproxy.spares import Spares, sweep
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +138,11 @@ def freshness(mtime: float | None, ttl: float, now: float) -> Freshness:
 class Cache:
     """A cache directory laid out as described in this module's docstring."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, spares: bool = False) -> None:
         self.root = root
         self.locks = Locks(root)
+        # Inodes made ahead of the misses that need them: long-running front ends only.
+        self.spares = Spares(root, self.locks) if spares else None
         self._page_paths: dict[tuple[NormalizedName | None, Format], Path] = {}
 
     def prepare(self) -> None:
@@ -170,6 +174,11 @@ class Cache:
         except OSError as exc:  # not writable by us, or no record locks on this file system
             reason = (exc.strerror or type(exc).__name__).lower()
             raise ConfigError(f"cannot lock {self.locks.path}: {reason}", key="cache_dir") from None
+
+    def close(self) -> None:
+        """Remove this process's spare files (:mod:`eggproxy.spares`), if it kept any."""
+        if self.spares is not None:
+            self.spares.close()
 
     def clean_partials(self, older_than: float = 0.0) -> int:
         """Remove partial downloads and temporary files left by a crash; return how many.
@@ -204,6 +213,8 @@ class Cache:
                     removed += self._clean_leftover(folder / name, now, older_than, busy)
                 except OSError as exc:  # an odd entry (a folder named .x.part): left as it is
                     log.warning("left %s: %s", folder / name, exc.strerror or exc)
+        with contextlib.suppress(OSError):  # not counted: empty files, no data
+            sweep(self.root, self.locks)
         if busy:
             log.warning(
                 "an older eggproxy is using this cache (it holds %s): stop it; versions "
@@ -260,6 +271,27 @@ class Cache:
     def part_path(self, target: Path) -> Path:
         return target.with_name(f".{target.name}.part")
 
+    def create_part(self, part: Path) -> int:
+        """A new partial download file, open for writing (mode 0644); its folder made if missing.
+
+        From a spare where one is left (:mod:`eggproxy.spares`): opened, then
+        renamed into place.  The holder of the file's lock calls it after
+        removing any leftover partial file, so the rename replaces nothing.
+        """
+        taken = self.spares.file() if self.spares is not None else None
+        if taken is None:
+            return create(part, _PART_FLAGS, 0o644)
+        fd, spare = taken
+        try:
+            publish(spare, part)
+            os.fchmod(fd, 0o644)  # as a page: readable by a front end running as another user
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spare)
+            raise
+        return fd
+
     def size_path(self, target: Path) -> Path:
         """Where the downloader announces a download's size to its followers."""
         return target.with_name(f".{target.name}.size")
@@ -311,15 +343,17 @@ class Cache:
         with the new page again (200), never a 304 that would keep old pages.
         """
         directory = self.project_dir(project)
-        directory.mkdir(parents=True, exist_ok=True)
+        spares = self.spares
+        if project is None or spares is None or not spares.folder(directory):
+            directory.mkdir(parents=True, exist_ok=True)
         try:
             if upstream is not None:
-                write_atomic(directory / UPSTREAM, upstream)
-            write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched)
-            write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched)
+                write_atomic(directory / UPSTREAM, upstream, spares=spares)
+            write_atomic(directory / PAGE_FILES["html"], html, mtime=fetched, spares=spares)
+            write_atomic(directory / PAGE_FILES["json"], json_page, mtime=fetched, spares=spares)
             if published is not None:
                 published()
-            write_atomic(directory / STATE, state.to_json())
+            write_atomic(directory / STATE, state.to_json(), spares=spares)
         except InsufficientStorage:
             # Cut short, the new HTML page may sit beside the old JSON page: without a
             # state the next revalidation fetches the whole page (no 304 keeps the mix).
@@ -329,7 +363,7 @@ class Cache:
 
     def write_state(self, project: NormalizedName | None, state: PageState) -> None:
         """Replace a cached page's state alone (new ETag or serial, same bytes)."""
-        write_atomic(self.project_dir(project) / STATE, state.to_json())
+        write_atomic(self.project_dir(project) / STATE, state.to_json(), spares=self.spares)
 
     def remove_page(self, project: NormalizedName) -> None:
         """Remove a project's pages, stored copy and state (its files stay)."""
@@ -544,10 +578,15 @@ def create(path: Path | str, flags: int, mode: int) -> int:
         return os.open(path, flags, mode)
 
 
-def write_atomic(path: Path, data: bytes, *, mtime: float | None = None) -> None:
-    """Write ``data`` to ``path`` so that no reader ever sees half of it."""
+def write_atomic(
+    path: Path, data: bytes, *, mtime: float | None = None, spares: Spares | None = None
+) -> None:
+    """Write ``data`` to ``path`` so that no reader ever sees half of it.
+
+    ``spares``: written into a spare file of that pool where one is left.
+    """
     try:
-        _write_atomic(path, data, mtime)
+        _write_atomic(path, data, mtime, spares)
     except OSError as exc:
         full = disk_full(exc, path.name)
         if full is None:
@@ -562,18 +601,26 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+_PART_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _temp_names = itertools.count()
 
 
-def temp_beside(path: Path) -> tuple[int, str]:
+def temp_beside(path: Path, spares: Spares | None = None) -> tuple[int, str]:
     """A new temporary file in the folder of ``path`` (made if missing): descriptor, name.
 
     As ``tempfile.mkstemp`` (a new name, ``O_EXCL``, mode 0600 until complete)
     without drawing a random name (issue 13: its Python steps, several per
     page miss).  Named ``.tmp-<pid>-<n>``: :meth:`Cache.clean_partials`
     removes those a crash left.  The one way the cache makes a temporary file.
+    With ``spares``, a spare file of the pool where one is left: empty, mode
+    0600, on the same file system (:mod:`eggproxy.spares`); :func:`publish`
+    puts either where it belongs.
     """
+    if spares is not None:
+        taken = spares.file()
+        if taken is not None:
+            return taken
     while True:
         tmp = os.path.join(path.parent, f".tmp-{os.getpid()}-{next(_temp_names)}")
         try:
@@ -582,9 +629,24 @@ def temp_beside(path: Path) -> tuple[int, str]:
             continue
 
 
-def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
+def publish(tmp: str, path: Path) -> None:
+    """Rename a complete temporary file to ``path``, making its folder if it is missing.
+
+    Only a spare (made in its pool's folder) can find the folder missing: a
+    temporary file beside ``path`` made it.
+    """
+    try:
+        os.replace(tmp, path)
+    except FileNotFoundError:
+        if not os.path.exists(tmp):
+            raise
+        make_parent(path)
+        os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, data: bytes, mtime: float | None, spares: Spares | None) -> None:
     # On the descriptor alone: no buffered file object (its fstat, ioctl, lseek).
-    fd, tmp = temp_beside(path)
+    fd, tmp = temp_beside(path, spares)
     try:
         try:
             write_all(fd, data)
@@ -594,7 +656,7 @@ def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
                 os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -32,7 +32,7 @@ from typing import BinaryIO, Final
 import requests
 
 from eggproxy import failures
-from eggproxy.cache import Cache, create, disk_full, write_all, write_atomic
+from eggproxy.cache import Cache, disk_full, write_all, write_atomic
 from eggproxy.errors import EggproxyError, IntegrityError, UpstreamError, UpstreamUnavailable
 from eggproxy.metrics import NullMetrics
 from eggproxy.reasons import reason
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 # Strongest first: the first algorithm the upstream declared is checked.
 _PREFERRED: Final = ("sha512", "sha384", "sha256", "sha224", "blake2b", "sha1", "md5")
 _POLL: Final = 0.005  # seconds between looks at a growing partial file
-_PART_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 # Seconds a streaming caller waits for the whole verified file before its first
 # byte (well below clients' read timeouts: pip 15 s, uv 30 s).
 WHOLE_WAIT: Final = 2.0
@@ -267,7 +266,7 @@ class Downloader:
                     # Followers need the size before the first byte (Content-Length).
                     write_atomic(sidecar, str(length).encode())
                     self._notify()
-                fd = create(part, _PART_FLAGS, 0o644)  # its folder too, if never made
+                fd = self.cache.create_part(part)  # its folder too, if never made
                 try:
                     for chunk in response.iter_content(DOWNLOAD_CHUNK):
                         if self._stopping.is_set():

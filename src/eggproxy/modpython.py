@@ -91,7 +91,7 @@ def _proxy(req: Any) -> Proxy:
                 log.setLevel(logging.INFO)
             config = load_config(path)
             # Counted only with metrics_dir: Apache has no start-up hook to prepare a default.
-            proxy = Proxy(config, metrics_dir=config.metrics_dir)
+            proxy = Proxy(config, metrics_dir=config.metrics_dir, spares=True)
             proxy.prepare()
             _proxies[path] = proxy
             if config.blocklist is not None:

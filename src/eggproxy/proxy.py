@@ -130,11 +130,14 @@ class Proxy:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         metrics_dir: Path | None = None,
+        *,
+        spares: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock
         self.started = clock()
-        self.cache = Cache(config.cache_dir)
+        # Spare inodes (eggproxy.spares) for a front end that runs for long, not a command.
+        self.cache = Cache(config.cache_dir, spares=spares)
         # Our name in the Via header of upstream requests: how a loop is seen.
         self.name = loops.pseudonym(config)
         # Counting is on where a front end gives it a directory (serve, Apache's metrics_dir).
@@ -221,6 +224,7 @@ class Proxy:
         self.downloader.shutdown()
         self.metrics.close()
         self.usage.close()
+        self.cache.close()
 
     # --- operating it (docs/decisions/0010) ------------------------------------
 

@@ -56,6 +56,10 @@ def test_kill_during_page_writes_leaves_pages_whole(tmp_path: Path) -> None:
             server.stop(signal.SIGKILL, timeout=5)
         for thread in threads:
             thread.join(30)
+        # The killed worker's spare files (decision 0014, round 7) stay in their
+        # dot folder, outside the URL space, until a new process sweeps them.
+        dead_pools = list((cache / ".spare").iterdir())
+        assert dead_pools
         # Whatever is on disk parses: no torn page, no state without its pages.
         for page in cache.glob("*/index.json"):
             json.loads(page.read_bytes())
@@ -69,6 +73,7 @@ def test_kill_during_page_writes_leaves_pages_whole(tmp_path: Path) -> None:
                 assert len(files) == FILES, name
                 html = _get(f"{server.url}{name}/", "text/html")
                 assert html.text.count("<a ") == FILES, name
+            assert not any(pool.exists() for pool in dead_pools)
         finally:
             server.stop()
 

@@ -124,7 +124,9 @@ def test_a_page_write_cut_by_a_full_disk_drops_the_new_state(
     cache = Cache(tmp_path)
     real = write_atomic
 
-    def full_for_pages(path: Path, data: bytes, *, mtime: float | None = None) -> None:
+    def full_for_pages(
+        path: Path, data: bytes, *, mtime: float | None = None, spares: object = None
+    ) -> None:
         if path.name.startswith("index."):
             raise InsufficientStorage("cache disk full: cannot store index.html")
         real(path, data, mtime=mtime)

@@ -95,7 +95,9 @@ def test_waiters_are_answered_once_the_pages_are_in_place_before_the_state(
     state_written_after: list[int] = []
     real = cache_module.write_atomic
 
-    def hold_state(path: Path, data: bytes, *, mtime: float | None = None) -> None:
+    def hold_state(
+        path: Path, data: bytes, *, mtime: float | None = None, spares: object = None
+    ) -> None:
         if path.name == cache_module.STATE:  # the leader's last write: held until all answered
             answered.wait(BOUND)
             state_written_after.append(len(waiters))

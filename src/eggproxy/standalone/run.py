@@ -64,7 +64,8 @@ def app_from_environment() -> App:
     config = config_from_env(os.environ[ENV])
     on = os.environ.get("EGGPROXY_ACCESS_LOG", "1") == "1"
     access = AccessLog(fmt=config.access_log) if on else None
-    proxy = Proxy(config, metrics_dir=config.metrics_path if config.metrics else None)
+    metrics_dir = config.metrics_path if config.metrics else None
+    proxy = Proxy(config, metrics_dir=metrics_dir, spares=True)
     return App(config, proxy=proxy, access_log=access)
 
 
