@@ -279,16 +279,23 @@ class Cache:
         removing any leftover partial file, so the rename replaces nothing.
         """
         taken = self.spares.file() if self.spares is not None else None
-        if taken is None:
-            return create(part, _PART_FLAGS, 0o644)
-        fd, spare = taken
+        if taken is not None:
+            fd, spare = taken
+            try:
+                os.fchmod(fd, 0o644)  # as a page: readable by a front end as another user
+                publish(spare, part)
+                return fd
+            except BaseException as exc:
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spare)
+                if not spare_failed(exc):
+                    raise
+        fd = create(part, _PART_FLAGS, 0o644)
         try:
-            publish(spare, part)
-            os.fchmod(fd, 0o644)  # as a page: readable by a front end running as another user
+            os.fchmod(fd, 0o644)  # whatever the umask, as a spare's
         except BaseException:
             os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(spare)
             raise
         return fd
 
@@ -644,7 +651,28 @@ def publish(tmp: str, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def spare_failed(exc: BaseException) -> bool:
+    """Whether a write through a spare failed for a reason of the spare's own.
+
+    Removed under its writer (its pool closed, a sweep that misjudged), or on
+    another file system than its target (a project folder that is a mount
+    point): the write is made again without a spare.
+    """
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EXDEV)
+
+
 def _write_atomic(path: Path, data: bytes, mtime: float | None, spares: Spares | None) -> None:
+    if spares is not None:
+        try:
+            _write_once(path, data, mtime, spares)
+            return
+        except OSError as exc:
+            if not spare_failed(exc):
+                raise
+    _write_once(path, data, mtime, None)
+
+
+def _write_once(path: Path, data: bytes, mtime: float | None, spares: Spares | None) -> None:
     # On the descriptor alone: no buffered file object (its fstat, ioctl, lseek).
     fd, tmp = temp_beside(path, spares)
     try:

@@ -30,9 +30,11 @@ import collections
 import contextlib
 import errno
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Final
 
@@ -48,6 +50,7 @@ BACK_OFF: Final = 60.0  # seconds without refilling after the file system refuse
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS: Final = _OPEN_FLAGS | os.O_CREAT | os.O_EXCL
 _TAKEN: Final = frozenset({errno.EEXIST, errno.ENOTEMPTY})  # rename(2): a folder is there
+_GONE: Final = frozenset({errno.ENOENT, errno.ELOOP})
 
 
 class Spares:
@@ -66,6 +69,7 @@ class Spares:
         # Also in a forked child: the parent's spares, thread and lock are not its own.
         self._pid: int | None = None  # the process this pool was started in
         self._on = False
+        self._retry_at = 0.0  # a start that failed is tried again from then (monotonic)
         self._folder = ""  # this process's pool
         self._hold: int | None = None  # the descriptor holding its lock
         self._files: collections.deque[str] = collections.deque()
@@ -89,8 +93,11 @@ class Spares:
                 return None
             try:
                 fd = os.open(path, _OPEN_FLAGS)
-            except OSError:  # removed under us (a sweep that misjudged): the next one
-                continue
+            except OSError as exc:
+                if exc.errno in _GONE:  # removed under us (a sweep that misjudged): the next one
+                    continue
+                self._files.appendleft(path)  # out of descriptors, ...: kept for later
+                return None
             if len(self._files) < self._want[0] // 2:
                 self._wake.set()
             return fd, path
@@ -115,7 +122,9 @@ class Spares:
             if exc.errno in _TAKEN:  # made by another thread, process or node
                 self._folders.appendleft(spare)
                 return True
-            return False  # its parent is missing, or the spare is: the caller makes it
+            if os.path.isdir(spare):  # its target's parent is missing, ...: kept for later
+                self._folders.appendleft(spare)
+            return False  # the caller makes the folder
         if len(self._folders) < self._want[1] // 2:
             self._wake.set()
         return True
@@ -124,27 +133,41 @@ class Spares:
 
     def _started(self) -> bool:
         pid = os.getpid()
-        if self._pid == pid:
+        if self._pid == pid and (self._on or time.monotonic() < self._retry_at):
             return self._on
         with self._start_lock:
             if self._pid != pid:
                 if self._pid is not None:  # a forked copy of a started pool
+                    if self._hold is not None:
+                        # The child's copy of the parent's descriptor: closing it leaves
+                        # the parent's lock held (an OFD lock lives while one copy does).
+                        os.close(self._hold)
                     self._reset()
-                self._on = self._start(pid)
                 self._pid = pid
+            if not self._on and time.monotonic() >= self._retry_at:
+                self._on = self._start(pid)
+                if not self._on:
+                    self._retry_at = time.monotonic() + BACK_OFF
         return self._on
 
     def _start(self, pid: int) -> bool:
         if not self._locks.record_locks:
             return False  # no way to tell a live pool from a dead one: create as before
         folder = self.base / f"{socket.gethostname()}-{pid}-{os.urandom(4).hex()}"
+        # The lock first (a byte range, no file of its own): a sweep never sees this
+        # pool's folder without its lock held.
         try:
-            folder.mkdir(parents=True, exist_ok=False)
             hold = self._locks.take(folder, wait=False)
         except OSError as exc:
             log.info("no spare files in %s: %s", self.base, exc.strerror or exc)
             return False
-        if hold is None:  # nobody else can know this name: cannot happen, but be sure
+        if hold is None:  # a new random name: only a 62-bit hash collision can do this
+            return False
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            os.close(hold)
+            log.info("no spare files in %s: %s", self.base, exc.strerror or exc)
             return False
         self._folder, self._hold = str(folder), hold
         self._thread = threading.Thread(target=self._refill, name="eggproxy-spares", daemon=True)
@@ -190,6 +213,8 @@ class Spares:
         """Stop refilling and remove this process's pool (nothing of it is in use after)."""
         if self._pid != os.getpid() or not self._on:
             return
+        self._on = False  # no spare handed out from now on (a write under way falls back)
+        self._retry_at = math.inf  # nor a new pool started
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -197,7 +222,7 @@ class Spares:
         _remove_pool(Path(self._folder))
         if self._hold is not None:
             os.close(self._hold)
-        self._on = False
+            self._hold = None
 
 
 def sweep(root: Path, locks: Locks) -> int:

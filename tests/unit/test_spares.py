@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import multiprocessing
 import os
@@ -128,6 +129,63 @@ def test_a_spare_removed_under_the_pool_is_skipped(cache: Cache) -> None:
     assert taken is not None
     os.close(taken[0])
     assert taken[1] != first
+
+
+def test_out_of_descriptors_keeps_the_spares(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    spares = _started(cache)
+    left = list(spares._files)
+
+    def no_descriptors(*args: object) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr("eggproxy.spares.os.open", no_descriptors)
+    assert spares.file() is None
+    assert list(spares._files) == left
+
+
+def test_a_spare_removed_while_written_falls_back_to_a_create(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spares = _started(cache)
+    real = spares.file
+
+    def taken_then_removed() -> tuple[int, str] | None:
+        taken = real()
+        assert taken is not None
+        os.unlink(taken[1])  # as by a pool closing under a request
+        return taken
+
+    monkeypatch.setattr(spares, "file", taken_then_removed)
+    write_atomic(cache.root / "page", b"x", spares=spares)
+    assert (cache.root / "page").read_bytes() == b"x"
+    part = cache.part_path(cache.file_path(NormalizedName("demo"), "demo-1.0.tar.gz"))
+    os.close(cache.create_part(part))
+    assert part.exists()
+
+
+def test_a_partial_file_is_0644_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        for spares in (True, False):
+            cache = Cache(tmp_path / f"cache-{spares}", spares=spares)
+            cache.prepare()
+            if cache.spares is not None:
+                _started(cache)
+            part = cache.part_path(cache.file_path(NormalizedName("demo"), "demo-1.0.tar.gz"))
+            os.close(cache.create_part(part))
+            assert stat.S_IMODE(part.stat().st_mode) == 0o644, spares
+            cache.close()
+    finally:
+        os.umask(old)
+
+
+def test_a_closed_pool_starts_no_other(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", spares=True)
+    cache.prepare()
+    _started(cache)
+    cache.close()
+    assert cache.spares is not None and cache.spares.file() is None
+    assert _pools(cache.root) == []
 
 
 def test_a_folder_already_there_keeps_its_files_and_the_spare(cache: Cache) -> None:
