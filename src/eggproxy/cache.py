@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 
 from eggproxy.errors import ConfigError, InsufficientStorage
 from eggproxy.locks import Locks
@@ -54,6 +54,8 @@ from eggproxy.names import METADATA_SUFFIX, PROVENANCE_SUFFIX, NormalizedName
 from eggproxy.spares import Spares, sweep
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LAYOUT_VERSION: Final = "1"
 LAYOUT_MARKER: Final = ".eggproxy-layout"
@@ -278,26 +280,7 @@ class Cache:
         renamed into place.  The holder of the file's lock calls it after
         removing any leftover partial file, so the rename replaces nothing.
         """
-        taken = self.spares.file() if self.spares is not None else None
-        if taken is not None:
-            fd, spare = taken
-            try:
-                os.fchmod(fd, 0o644)  # as a page: readable by a front end as another user
-                publish(spare, part)
-                return fd
-            except BaseException as exc:
-                os.close(fd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(spare)
-                if not spare_failed(exc):
-                    raise
-        fd = create(part, _PART_FLAGS, 0o644)
-        try:
-            os.fchmod(fd, 0o644)  # whatever the umask, as a spare's
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return with_spare(lambda spares: _open_part(part, spares), self.spares)
 
     def size_path(self, target: Path) -> Path:
         """Where the downloader announces a download's size to its followers."""
@@ -593,7 +576,7 @@ def write_atomic(
     ``spares``: written into a spare file of that pool where one is left.
     """
     try:
-        _write_atomic(path, data, mtime, spares)
+        with_spare(lambda pool: _write_atomic(path, data, mtime, pool), spares)
     except OSError as exc:
         full = disk_full(exc, path.name)
         if full is None:
@@ -651,28 +634,39 @@ def publish(tmp: str, path: Path) -> None:
         os.replace(tmp, path)
 
 
-def spare_failed(exc: BaseException) -> bool:
-    """Whether a write through a spare failed for a reason of the spare's own.
+def with_spare(make: Callable[[Spares | None], T], spares: Spares | None) -> T:
+    """``make(spares)``, made again with ``None`` if it failed for a reason of its spare's.
 
-    Removed under its writer (its pool closed, a sweep that misjudged), or on
-    another file system than its target (a project folder that is a mount
-    point): the write is made again without a spare.
+    A spare removed under its writer (its pool closed, a sweep that
+    misjudged: ``ENOENT``), or on another file system than its target (a
+    project folder that is a mount point: ``EXDEV``).
     """
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EXDEV)
+    if spares is not None:
+        try:
+            return make(spares)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EXDEV):
+                raise
+    return make(None)
+
+
+def _open_part(part: Path, spares: Spares | None) -> int:
+    taken = spares.file() if spares is not None else None
+    fd, spare = taken if taken is not None else (create(part, _PART_FLAGS, 0o644), None)
+    try:
+        os.fchmod(fd, 0o644)  # as a page, whatever the umask: a front end may be another user
+        if spare is not None:
+            publish(spare, part)
+    except BaseException:
+        os.close(fd)
+        if spare is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spare)
+        raise
+    return fd
 
 
 def _write_atomic(path: Path, data: bytes, mtime: float | None, spares: Spares | None) -> None:
-    if spares is not None:
-        try:
-            _write_once(path, data, mtime, spares)
-            return
-        except OSError as exc:
-            if not spare_failed(exc):
-                raise
-    _write_once(path, data, mtime, None)
-
-
-def _write_once(path: Path, data: bytes, mtime: float | None, spares: Spares | None) -> None:
     # On the descriptor alone: no buffered file object (its fstat, ioctl, lseek).
     fd, tmp = temp_beside(path, spares)
     try:
