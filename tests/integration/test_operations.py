@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ from tests.integration.standalone import (
 from tests.integration.upstream import Upstream
 from tests.support import clean_env
 
-from eggproxy.metrics import sample_key
+from eggproxy.metrics import FLUSH_INTERVAL, sample_key
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +236,13 @@ def test_cache_commands_verify_prune_stats(up: Upstream, tmp_path: Path) -> None
         clean = eggproxy("cache", "verify", "demo-pkg", "-c", conf, "--cache-dir", str(cache))
         assert clean.returncode == 0, clean.stdout + clean.stderr
 
-        stats = eggproxy("cache", "stats", "-c", conf, "--cache-dir", str(cache))
+        # The server adds its counts to the metrics files within FLUSH_INTERVAL: the hit
+        # ratio shows once they are there (bounded: 50 tries).
+        for _ in range(50):
+            stats = eggproxy("cache", "stats", "-c", conf, "--cache-dir", str(cache))
+            if stats.returncode != 0 or "hit ratio" in stats.stdout:
+                break
+            time.sleep(FLUSH_INTERVAL / 5)
         assert stats.returncode == 0, stats.stderr
         assert re.search(r"^files\s+2$", stats.stdout, re.M), stats.stdout
         assert re.search(r"^projects\s+1$", stats.stdout, re.M)
