@@ -596,21 +596,17 @@ _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O
 _temp_names = itertools.count()
 
 
-def temp_beside(path: Path, spares: Spares | None = None) -> tuple[int, str]:
+def temp_beside(path: Path) -> tuple[int, str]:
     """A new temporary file in the folder of ``path`` (made if missing): descriptor, name.
 
     As ``tempfile.mkstemp`` (a new name, ``O_EXCL``, mode 0600 until complete)
     without drawing a random name (issue 13: its Python steps, several per
     page miss).  Named ``.tmp-<pid>-<n>``: :meth:`Cache.clean_partials`
-    removes those a crash left.  The one way the cache makes a temporary file.
-    With ``spares``, a spare file of the pool where one is left: empty, mode
-    0600, on the same file system (:mod:`eggproxy.spares`); :func:`publish`
-    puts either where it belongs.
+    removes those a crash left.  The one way the cache makes a temporary file;
+    a write with a pool of spares takes one of those instead (empty, mode
+    0644, on the same file system: :mod:`eggproxy.spares`), and
+    :func:`publish` puts either where it belongs.
     """
-    if spares is not None:
-        taken = spares.file()
-        if taken is not None:
-            return taken
     while True:
         tmp = os.path.join(path.parent, f".tmp-{os.getpid()}-{next(_temp_names)}")
         try:
@@ -654,8 +650,9 @@ def _open_part(part: Path, spares: Spares | None) -> int:
     taken = spares.file() if spares is not None else None
     fd, spare = taken if taken is not None else (create(part, _PART_FLAGS, 0o644), None)
     try:
-        os.fchmod(fd, 0o644)  # as a page, whatever the umask: a front end may be another user
-        if spare is not None:
+        if spare is None:  # as a page, whatever the umask: a front end may be another user
+            os.fchmod(fd, 0o644)  # (a spare is made so)
+        else:
             publish(spare, part)
     except BaseException:
         os.close(fd)
@@ -668,12 +665,13 @@ def _open_part(part: Path, spares: Spares | None) -> int:
 
 def _write_atomic(path: Path, data: bytes, mtime: float | None, spares: Spares | None) -> None:
     # On the descriptor alone: no buffered file object (its fstat, ioctl, lseek).
-    fd, tmp = temp_beside(path, spares)
+    taken = spares.file() if spares is not None else None
+    fd, tmp = taken if taken is not None else temp_beside(path)
     try:
         try:
             write_all(fd, data)
-            # Readable by a static web server running as another user.
-            os.fchmod(fd, 0o644)
+            if taken is None:  # readable by a static web server running as another user
+                os.fchmod(fd, 0o644)  # (a spare is made so)
             if mtime is not None:
                 os.utime(fd, (mtime, mtime))
         finally:

@@ -143,7 +143,7 @@ class Downloader:
                 self.metrics.joined()
                 return target
             # Issue 16: the attempt we waited on failed: share its failure.
-            failures.check(target, waiting_since, time.time())
+            marked = failures.check(target, waiting_since, time.time())
             try:
                 with self.metrics.downloading():
                     self._download(wanted, announce=announce)
@@ -151,7 +151,8 @@ class Downloader:
                 if not self._stopping.is_set():  # a worker stopping is no upstream failure
                     failures.record(target, exc, time.time())
                 raise
-            failures.clear(target)
+            if marked:
+                failures.clear(target)
         return target
 
     def stream(self, wanted: Wanted) -> tuple[int, Follower | None]:

@@ -53,19 +53,26 @@ def clear(lock_target: Path) -> None:
         failure_path(lock_target).unlink()
 
 
-def check(lock_target: Path, waiting_since: float, now: float) -> None:
-    """Raise the failure of an attempt that ended while we waited (since ``waiting_since``)."""
+def check(lock_target: Path, waiting_since: float, now: float) -> bool:
+    """Raise the failure of an attempt that ended while we waited (since ``waiting_since``).
+
+    Returns whether a marker is left (older than our wait, within :data:`BACKOFF`).
+    Called holding the lock, as :func:`record` is: ``False`` stays true until the
+    lock is let go, so a holder that succeeds need not :func:`clear` (a failing
+    system call saved per miss: issue 13, round 8).
+    """
     marker = failure_path(lock_target)
     try:
         raw = json.loads(marker.read_text())
         status, reason, when = int(raw["status"]), str(raw["reason"]), float(raw["time"])
     except FileNotFoundError:
-        return
+        return False
     except (OSError, ValueError, KeyError, TypeError):
         clear(lock_target)
-        return
+        return False
     if now - when > BACKOFF:
         clear(lock_target)
-        return
+        return False
     if when >= waiting_since:  # it failed while we waited for it
         raise RecentFailure(status, reason)
+    return True

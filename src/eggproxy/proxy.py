@@ -496,11 +496,12 @@ class Proxy:
                 return PageResult(self.cache.page_path(project, fmt), "rendered", max_age)
         started = time.perf_counter()
         source = self._page_source()
+        marked = True  # a failure marker may be there (unless checked, under this lock)
         if not snapshot.cached and waiting_since is not None:
             # The fetch we waited on found nothing, or failed: share its answer.
             if project is not None and self._negative.known_missing(project, self.clock()):
                 raise ProjectNotFound(project)
-            failures.check(lock, waiting_since, time.time())
+            marked = failures.check(lock, waiting_since, time.time())
         try:
             changed = self._refresh_locked(project, snapshot)
         except ProjectNotFound:
@@ -522,7 +523,8 @@ class Proxy:
             return PageResult(
                 path, "stale", 0, str(exc), None, source, seconds, age=self._age(snapshot)
             )
-        failures.clear(lock)
+        if marked:
+            failures.clear(lock)
         outcome: Outcome = "revalidated" if snapshot.cached and not changed else "miss"
         seconds = time.perf_counter() - started
         # Less than the TTL when a held file is due sooner (see _stamp).
@@ -1043,7 +1045,7 @@ class Proxy:
                 return  # revalidated while we waited: its result answers
             if not snapshot.cached and self._negative.known_missing(project, self.clock()):
                 raise ProjectNotFound(project)
-            failures.check(lock, waiting_since, time.time())
+            marked = failures.check(lock, waiting_since, time.time())
             try:
                 self._refresh_locked(project, snapshot)
             except ProjectNotFound:
@@ -1053,7 +1055,8 @@ class Proxy:
             except (UpstreamError, InsufficientStorage) as exc:
                 failures.record(lock, exc, time.time())
                 raise
-            failures.clear(lock)
+            if marked:
+                failures.clear(lock)
 
     def _raise_withheld(self, project: NormalizedName, filename: str, why: Withheld) -> NoReturn:
         if why.blocked:

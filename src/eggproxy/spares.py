@@ -82,7 +82,7 @@ class Spares:
     # --- taking --------------------------------------------------------------
 
     def file(self) -> tuple[int, str] | None:
-        """An empty spare file opened for writing (mode 0600) and its path; ``None``: create one."""
+        """An empty spare file opened for writing (mode 0644) and its path; ``None``: create one."""
         if not self._started():
             return None
         while True:
@@ -202,7 +202,13 @@ class Spares:
             self._folders.append(path)
         while len(self._files) < files and not self._stop.is_set():
             path = self._next_name()
-            os.close(os.open(path, _CREATE_FLAGS, 0o600))
+            fd = os.open(path, _CREATE_FLAGS, 0o644)
+            try:
+                # The mode every cache file ends with, whatever the umask: made here, a
+                # write into the spare needs no chmod (one system call fewer a write).
+                os.fchmod(fd, 0o644)
+            finally:
+                os.close(fd)
             self._files.append(path)
 
     def _next_name(self) -> str:

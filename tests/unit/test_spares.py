@@ -163,7 +163,7 @@ def test_a_spare_removed_while_written_falls_back_to_a_create(
     assert part.exists()
 
 
-def test_a_partial_file_is_0644_whatever_the_umask(tmp_path: Path) -> None:
+def test_partial_files_and_pages_are_0644_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o077)
     try:
         for spares in (True, False):
@@ -174,6 +174,18 @@ def test_a_partial_file_is_0644_whatever_the_umask(tmp_path: Path) -> None:
             part = cache.part_path(cache.file_path(NormalizedName("demo"), "demo-1.0.tar.gz"))
             os.close(cache.create_part(part))
             assert stat.S_IMODE(part.stat().st_mode) == 0o644, spares
+            project = NormalizedName("paged")
+            cache.write_page(
+                project,
+                html=b"<html></html>\n",
+                json_page=b"{}",
+                upstream=b"{}",
+                state=PageState(url="http://127.0.0.1/paged/"),
+                fetched=1000.0,
+            )
+            folder = cache.project_dir(project)
+            for name in ("index.html", "index.json", ".upstream.json", ".state.json"):
+                assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, (spares, name)
             cache.close()
     finally:
         os.umask(old)
