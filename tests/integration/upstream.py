@@ -89,6 +89,9 @@ class DistFile:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a
+    # relay or proxy opening its pool): each dropped one waits 1-3 s for its retry.
+    request_queue_size = 128
 
     def __init__(self, upstream: Upstream) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
