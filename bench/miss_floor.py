@@ -7,14 +7,16 @@ Not a test: pytest never collects it.  Run::
 
 The same cold ``pip download`` and ``uv pip install`` as ``bench.miss`` (fast link: loopback;
 slow link: the double sleeps ``--page-delay`` before each page and ``--file-delay`` before each
-file chunk; the upstream double is the static reference), rounds taking turns, through:
+file chunk; the upstream double is the static reference), through each of these in every round,
+each round starting with the next one:
 
 * **direct**: the upstream double itself;
 * **nginx relay**: nginx (one worker) passing every request on to the double over kept-alive
   connections, storing nothing (``sub_filter`` points the pages' file links at itself): one
   more HTTP hop, in C;
 * **python relay**: ``bench.relay`` under granian (one worker), a pass-through in a thread
-  pool over one urllib3 pool: one more hop in Python, on the server eggproxy runs on;
+  pool over one urllib3 pool, each body read whole: one more hop in Python, on the server
+  eggproxy runs on, with one hand-off to a thread a request;
 * **eggproxy cold**: ``eggproxy serve`` (one worker) on an empty cache.
 
 Printed: the median seconds of ``--repeat`` rounds and the ratio to direct.  Read: the nginx
@@ -186,8 +188,11 @@ def main() -> int:
                     upstream.slow.update({p.name: args.file_delay for p in files.glob("*/*.whl")})
                 for client in clients:
                     for n in range(args.repeat + 1):  # the first round warms the OS: untimed
-                        took = {kind: rounds(kind, client, n) for kind in KINDS}
-                        cells = "  ".join(f"{k} {s:.3f}s" for k, s in took.items())
+                        # Each round starts with another kind: no kind always follows the
+                        # same one (a file system's cost moves with what was just removed).
+                        order = KINDS[n % len(KINDS) :] + KINDS[: n % len(KINDS)]
+                        took = {kind: rounds(kind, client, n) for kind in order}
+                        cells = "  ".join(f"{k} {took[k]:.3f}s" for k in KINDS)
                         log(f"{link} {client:3} {cells}")
                         if n:
                             for kind, seconds in took.items():

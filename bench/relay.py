@@ -2,11 +2,13 @@
 
 ``bench.miss_floor`` runs it under granian, as ``eggproxy serve`` runs: every GET is sent on
 to ``RELAY_UPSTREAM`` (the upstream double's root) through one pooled urllib3 client in a
-thread pool, and its status, content type and body come back; page bodies have the
-upstream's root replaced by the relay's own, so a client fetches the files through it too.
-Nothing is parsed, verified, stored or logged: what is left is one more HTTP exchange in
-Python, on the same server, the same event loop and the same thread hand-off as eggproxy's
-miss path.  It is the least any Python proxy on granian pays per miss.
+thread pool, and its status, content type and body (read whole) come back, no other header
+(no ``Location``: the benchmark's clients ask canonical names and are never redirected);
+page bodies have the upstream's root replaced by the relay's own, so a client fetches the
+files through it too.  Nothing is parsed, verified, stored or logged: what is left is one
+more HTTP exchange in Python on the same server and event loop as eggproxy, with one hand-off
+to a thread a request (eggproxy: one, and a stream pool for a file that takes long).  It is
+about the least a Python proxy on granian pays per miss.
 """
 
 from __future__ import annotations

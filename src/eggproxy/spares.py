@@ -207,6 +207,10 @@ class Spares:
                 # The mode every cache file ends with, whatever the umask: made here, a
                 # write into the spare needs no chmod (one system call fewer a write).
                 os.fchmod(fd, 0o644)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # not left in the pool's folder, unlisted
+                raise
             finally:
                 os.close(fd)
             self._files.append(path)

@@ -232,9 +232,9 @@ def _read_whole(path: str) -> tuple[bytes, os.stat_result]:
     revalidated): the ``fstat`` describes the version actually read, so headers
     match the bytes.  Cache files are replaced by rename, never rewritten in
     place, so the descriptor's file keeps that size.  Not ``open()``: a buffered
-    file costs six more calls (``ioctl``, ``lseek``, two more ``fstat``, a last
-    ``read``), each a release of the GIL that a busy worker pays a thread switch
-    for (issue 13, round 8).
+    file costs six more calls (``ioctl``, two ``lseek``, two more ``fstat``, a
+    last ``read``), each a release of the GIL that a busy worker pays a thread
+    switch for (issue 13, round 8).
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
