@@ -78,3 +78,22 @@ def test_a_file_removed_since_its_stat_raises_before_anything_is_sent(tmp_path: 
     page.unlink()
     with pytest.raises(FileNotFoundError):
         _ready().get(str(page), st, HEADERS, 10)
+
+
+@pytest.mark.parametrize("size", [0, 1, 70_000, SMALL_FILE])
+def test_small_files_are_read_whole_with_the_stat_of_the_version_read(
+    tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "f.whl"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    before = path.stat()
+    # Replaced by rename since the caller's stat (as a revalidated page is): the bytes
+    # and validators describe the new version, never the old stat.
+    new = tmp_path / "new"
+    new.write_bytes(data[::-1] + b"x")
+    os.replace(new, path)
+    got, validators = SmallFiles().get(str(path), before)
+    assert got == data[::-1] + b"x"
+    now = path.stat()
+    assert validators == SmallFiles().get(str(path), now)[1]
