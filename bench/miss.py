@@ -102,34 +102,23 @@ def main() -> int:
     clients = [c for c in args.clients.split(",") if c != "uv" or uv]
     with tempfile.TemporaryDirectory(prefix="eggproxy-bench-miss-") as tmp:
         root = Path(tmp)
-        files, work = root / "files", root / "work"
-        files.mkdir()
-        work.mkdir()
-        names = build_fixtures(files, args.packages, 0)
-        template = work / "template"
-        subprocess.run(
-            [sys.executable, "-m", "venv", str(template)], env=clean_env(), check=True, timeout=300
-        )
+        files, work, names, template = workspace(root, args.packages)
         times: dict[str, list[float]] = {}
         with Upstream(files) as upstream:
             for link in args.links.split(","):
-                slow = link == "slow"
-                upstream.delay_pages = args.page_delay if slow else 0.0
-                upstream.slow.clear()
-                if slow:
-                    upstream.slow.update({p.name: args.file_delay for p in files.glob("*/*.whl")})
+                set_link(upstream, files, link, args.page_delay, args.file_delay)
                 for client in clients:
                     for n in range(args.repeat + 1):  # the first round warms the OS: untimed
                         direct = timed(client, uv, template, work, upstream.url, names)
                         cache = root / f"cache-{link}-{client}-{n}"
-                        with _serving(upstream.url, cache, root, args.workers) as url:
+                        with serving(upstream.url, cache, root, args.workers) as url:
                             cold = timed(client, uv, template, work, url, names)
                             warm = timed(client, uv, template, work, url, names)
                         shutil.rmtree(cache, ignore_errors=True)
                         took = f"direct {direct:.3f}s cold {cold:.3f}s warm {warm:.3f}s"
                         rounds = [("direct", direct), ("cold", cold), ("warm", warm)]
                         if args.reference_src is not None:
-                            with _serving(
+                            with serving(
                                 upstream.url, cache, root, args.workers, args.reference_src
                             ) as url:
                                 reference = timed(client, uv, template, work, url, names)
@@ -145,7 +134,33 @@ def main() -> int:
     return 0
 
 
-class _serving:
+def workspace(root: Path, packages: int) -> tuple[Path, Path, list[str], Path]:
+    """Under ``root``: the fixture wheels, a work folder, their names, a venv to copy."""
+    files, work = root / "files", root / "work"
+    files.mkdir()
+    work.mkdir()
+    names = build_fixtures(files, packages, 0)
+    template = work / "template"
+    subprocess.run(
+        [sys.executable, "-m", "venv", str(template)], env=clean_env(), check=True, timeout=300
+    )
+    return files, work, names, template
+
+
+def set_link(
+    upstream: Upstream, files: Path, link: str, page_delay: float, file_delay: float
+) -> None:
+    """Make the double a fast link (loopback as it is) or a slow one (it sleeps first)."""
+    slow = link == "slow"
+    upstream.delay_pages = page_delay if slow else 0.0
+    upstream.slow.clear()
+    if slow:
+        upstream.slow.update({p.name: file_delay for p in files.glob("*/*.whl")})
+
+
+class serving:
+    """A fresh ``eggproxy serve`` (no access log) for a ``with`` block: its index URL."""
+
     def __init__(
         self, upstream_url: str, cache: Path, run: Path, workers: int, source: Path | None = None
     ) -> None:

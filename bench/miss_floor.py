@@ -28,15 +28,12 @@ its own work.  Numbers: ``docs/decisions/0014-miss-path.md`` (round 8).
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -44,8 +41,8 @@ from typing import Final
 from tests.integration.upstream import Upstream
 from tests.support import children, free_port, granian_workers, stop_process
 
-from bench.miss import TARGETS, timed
-from bench.run import Eggproxy, build_fixtures, clean_env, find_uv, log, wait_ready
+from bench.miss import TARGETS, serving, set_link, timed, workspace
+from bench.run import clean_env, find_uv, log, nginx_user, wait_ready
 
 RELAY_CONF: Final = """\
 @USER@worker_processes 1;
@@ -104,9 +101,8 @@ class Relay:
 
     def _command(self) -> list[str]:
         if self.kind == "nginx relay":
-            user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
             values = {
-                "@USER@": user,
+                "@USER@": nginx_user(),
                 "@RUN@": str(self.run),
                 "@PORT@": str(self.port),
                 "@UPSTREAM_PORT@": str(self.upstream_port),
@@ -148,14 +144,7 @@ def main() -> int:
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="eggproxy-bench-floor-") as tmp:
         root = Path(tmp)
-        files, work = root / "files", root / "work"
-        files.mkdir()
-        work.mkdir()
-        names = build_fixtures(files, args.packages, 0)
-        template = work / "template"
-        subprocess.run(
-            [sys.executable, "-m", "venv", str(template)], env=clean_env(), check=True, timeout=300
-        )
+        files, work, names, template = workspace(root, args.packages)
         with Upstream(files) as upstream:
             upstream_port = int(upstream.url.split(":")[2].split("/")[0])
 
@@ -167,11 +156,10 @@ def main() -> int:
                     return run(upstream.url)
                 if kind == "eggproxy cold":
                     cache = root / f"cache-{client}-{n}"
-                    server = Eggproxy(upstream.url, cache, root, 1, access_log=False).start()
                     try:
-                        return run(f"http://127.0.0.1:{server.port}/simple/")
+                        with serving(upstream.url, cache, root, 1) as url:
+                            return run(url)
                     finally:
-                        server.stop()
                         shutil.rmtree(cache, ignore_errors=True)
                 relay = Relay(kind, upstream_port, root)
                 try:
@@ -179,19 +167,14 @@ def main() -> int:
                 finally:
                     relay.stop()
 
-            rounds: Callable[[str, str, int], float] = through
             for link in links:
-                slow = link == "slow"
-                upstream.delay_pages = args.page_delay if slow else 0.0
-                upstream.slow.clear()
-                if slow:
-                    upstream.slow.update({p.name: args.file_delay for p in files.glob("*/*.whl")})
+                set_link(upstream, files, link, args.page_delay, args.file_delay)
                 for client in clients:
                     for n in range(args.repeat + 1):  # the first round warms the OS: untimed
                         # Each round starts with another kind: no kind always follows the
                         # same one (a file system's cost moves with what was just removed).
                         order = KINDS[n % len(KINDS) :] + KINDS[: n % len(KINDS)]
-                        took = {kind: rounds(kind, client, n) for kind in order}
+                        took = {kind: through(kind, client, n) for kind in order}
                         cells = "  ".join(f"{k} {took[k]:.3f}s" for k in KINDS)
                         log(f"{link} {client:3} {cells}")
                         if n:

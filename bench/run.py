@@ -233,10 +233,7 @@ class Nginx:
         for module in ("proxy", "fastcgi", "uwsgi", "scgi"):
             if f"--http-{module}-temp-path" in built:
                 temp.append(f"{module}_temp_path {self.run}/{module};")
-        user = ""
-        if os.geteuid() == 0:
-            # Workers read the cache as the user that wrote it.
-            user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n"
+        user = nginx_user()
         values = {
             "USER": user,
             "WORKERS": str(self.workers),
@@ -273,6 +270,11 @@ class Nginx:
         if self.proc is not None:
             stop_process(self.proc, children(self.proc.pid), signal.SIGTERM)
             self.proc = None
+
+
+def nginx_user() -> str:
+    """nginx's ``user`` line when run as root: workers read files as the user that wrote them."""
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
 
 
 @contextlib.contextmanager

@@ -63,22 +63,30 @@ def _inodes(pool: Path) -> set[int]:
     return {p.stat().st_ino for p in pool.iterdir()}
 
 
-def test_a_page_write_takes_a_spare_folder_and_spare_files(cache: Cache) -> None:
-    _started(cache)
-    (pool,) = _pools(cache.root)
-    spare = _inodes(pool)
-    project = NormalizedName("demo")
+PAGE_FILES = ("index.html", "index.json", ".upstream.json", ".state.json")
+
+
+def _write_page(cache: Cache, name: str) -> list[Path]:
+    """A page of ``name`` written fetched at 1000.0; the four files it wrote."""
+    project = NormalizedName(name)
     cache.write_page(
         project,
         html=b"<html></html>\n",
         json_page=b"{}",
         upstream=b"{}",
-        state=PageState(url="http://127.0.0.1/demo/"),
+        state=PageState(url=f"http://127.0.0.1/{name}/"),
         fetched=1000.0,
     )
-    folder = cache.project_dir(project)
+    return [cache.project_dir(project) / n for n in PAGE_FILES]
+
+
+def test_a_page_write_takes_a_spare_folder_and_spare_files(cache: Cache) -> None:
+    _started(cache)
+    (pool,) = _pools(cache.root)
+    spare = _inodes(pool)
+    written = _write_page(cache, "demo")
+    folder = cache.project_dir(NormalizedName("demo"))
     assert folder.stat().st_ino in spare
-    written = [folder / n for n in ("index.html", "index.json", ".upstream.json", ".state.json")]
     assert {p.stat().st_ino for p in written} <= spare
     assert (folder / "index.json").read_bytes() == b"{}"
     assert (folder / "index.json").stat().st_mtime == 1000.0
@@ -174,18 +182,8 @@ def test_partial_files_and_pages_are_0644_whatever_the_umask(tmp_path: Path) -> 
             part = cache.part_path(cache.file_path(NormalizedName("demo"), "demo-1.0.tar.gz"))
             os.close(cache.create_part(part))
             assert stat.S_IMODE(part.stat().st_mode) == 0o644, spares
-            project = NormalizedName("paged")
-            cache.write_page(
-                project,
-                html=b"<html></html>\n",
-                json_page=b"{}",
-                upstream=b"{}",
-                state=PageState(url="http://127.0.0.1/paged/"),
-                fetched=1000.0,
-            )
-            folder = cache.project_dir(project)
-            for name in ("index.html", "index.json", ".upstream.json", ".state.json"):
-                assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, (spares, name)
+            for page in _write_page(cache, "paged"):
+                assert stat.S_IMODE(page.stat().st_mode) == 0o644, (spares, page.name)
             cache.close()
     finally:
         os.umask(old)

@@ -249,7 +249,7 @@ def _read_whole(path: str) -> tuple[bytes, os.stat_result]:
             left -= len(chunk)
     finally:
         os.close(fd)
-    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), st
+    return b"".join(chunks), st
 
 
 def _next_chunk(stream: Iterator[bytes]) -> bytes | BaseException | None:
