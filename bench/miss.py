@@ -19,6 +19,7 @@ client and for eggproxy alike.  Rounds alternate direct and eggproxy; the median
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ from bench.run import (
     log,
     make_venv,
 )
+from eggproxy.config import worker_processes
 
 TARGETS: Final = {"fast cold": 1.2, "fast warm": 1.05, "slow cold": 1.05}
 
@@ -86,7 +88,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packages", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="eggproxy serve --workers")
+    parser.add_argument(
+        "--workers", default="auto", help="eggproxy serve --workers (default: auto, its default)"
+    )
     parser.add_argument("--page-delay", type=float, default=0.03, help="slow link, per page")
     parser.add_argument("--file-delay", type=float, default=0.03, help="slow link, per chunk")
     parser.add_argument("--clients", default="pip,uv", help="pip,uv (default: both)")
@@ -98,6 +102,9 @@ def main() -> int:
         "commit's src/), cold, in each round: before and after side by side",
     )
     args = parser.parse_args()
+    # As eggproxy serve resolves it, so the bench knows how many workers to wait for.
+    setting = "auto" if args.workers == "auto" else int(args.workers)
+    args.workers = worker_processes(setting, len(os.sched_getaffinity(0)))
     uv = find_uv()
     clients = [c for c in args.clients.split(",") if c != "uv" or uv]
     with tempfile.TemporaryDirectory(prefix="eggproxy-bench-miss-") as tmp:
@@ -176,6 +183,7 @@ class serving:
 
 def report(times: dict[str, list[float]], clients: list[str], args: argparse.Namespace) -> None:
     print(f"\nmiss path, {args.packages} packages, median of {args.repeat} (s; ratio to direct)")
+    print(f"eggproxy serve: {args.workers} worker(s)")
     print(f"slow link: {args.page_delay:g}s per page, {args.file_delay:g}s per file chunk")
     for link in args.links.split(","):
         for client in clients:

@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--bind", metavar="HOST:PORT", help="address to listen on (default: 127.0.0.1:3141)"
     )
     serve_parser.add_argument(
-        "--workers", type=int, metavar="N", help="worker processes sharing the cache (default: 1)"
+        "--workers",
+        metavar="N",
+        help="worker processes sharing the cache, or auto: one per CPU, at most 8 (default: auto)",
     )
     serve_parser.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"

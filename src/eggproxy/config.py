@@ -93,7 +93,8 @@ class Config:
     prefix: str = DEFAULT_PREFIX
     update_concurrency: int = 8
     bind: str = DEFAULT_BIND
-    workers: int = 1
+    # eggproxy serve: worker processes; "auto" is one per CPU it may run on, at most 8.
+    workers: int | Literal["auto"] = "auto"
     # Keep offering cached files that the upstream no longer lists (old pins).
     serve_removed: bool = False
     # Seconds a cached project whose upstream answers 404 is still served
@@ -518,6 +519,29 @@ def parse_size(key: str, value: str) -> int | None:
     return int(size * _SIZE_UNITS[unit])
 
 
+def _parse_workers(key: str, value: str) -> int | Literal["auto"]:
+    if value.strip().lower() == "auto":
+        return "auto"
+    number: int = _number(int, 1)(key, value)
+    return number
+
+
+AUTO_WORKERS_MAX: Final = 8
+
+
+def worker_processes(workers: int | Literal["auto"], cpus: int) -> int:
+    """How many processes ``eggproxy serve`` starts for the ``workers`` setting.
+
+    ``auto``: one per CPU (``cpus``, those this process may run on), as nginx's
+    ``worker_processes auto``, so concurrent misses are not queued behind one
+    interpreter's lock; at most AUTO_WORKERS_MAX, since each worker keeps its own
+    upstream connections, threads and spare files and a proxy waits mostly on I/O.
+    """
+    if workers == "auto":
+        return max(1, min(cpus, AUTO_WORKERS_MAX))
+    return workers
+
+
 def _parse_access_log(key: str, value: str) -> str:
     text = value.strip().lower()
     if text not in ("clf", "json"):
@@ -537,7 +561,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "prefix": _parse_prefix,
     "update_concurrency": _number(int, 1),
     "bind": _parse_bind,
-    "workers": _number(int, 1),
+    "workers": _parse_workers,
     "serve_removed": _parse_bool,
     "update_via_root": lambda key, value: _parse_choice(key, value, ("auto", "yes", "no")),
     "update_retries": _number(int, 0),

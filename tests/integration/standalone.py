@@ -47,7 +47,7 @@ class StandaloneServer:
         upstream_url: str,
         cache_dir: Path,
         *,
-        workers: int | None = None,
+        workers: int | str | None = None,  # None: the default (auto)
         index_ttl: int | None = None,
         timeout: float | None = None,
         config: dict[str, str] | None = None,

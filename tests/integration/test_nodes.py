@@ -27,6 +27,7 @@ from tests.integration.standalone import (
     fetch,
     leftovers,
     sha256,
+    wait_until,
 )
 from tests.integration.upstream import Upstream
 
@@ -168,7 +169,8 @@ def test_each_node_counts_its_own_requests(nodes: tuple[StandaloneServer, ...]) 
             if line.startswith("eggproxy_requests_total{") and 'kind="page"' in line
         )
 
-    assert (pages_counted(nodes[0]), pages_counted(nodes[1])) == (3, 1)
+    # A node's workers add their counts to its metrics files within FLUSH_INTERVAL.
+    assert wait_until(lambda: (pages_counted(nodes[0]), pages_counted(nodes[1])) == (3, 1))
 
 
 def test_update_from_a_third_process_while_both_nodes_serve(

@@ -29,6 +29,7 @@ from tests.integration.standalone import (
 from tests.integration.upstream import Upstream
 from tests.support import proc_status
 
+from eggproxy.config import worker_processes
 from eggproxy.download import WHOLE_WAIT
 
 pytestmark = pytest.mark.integration
@@ -285,6 +286,20 @@ def test_upstream_slower_than_timeout(serve_factory: Factory, serve_upstream: Up
     missing = requests.get(server.url + "sdist-only/", timeout=CLIENT_TIMEOUT)
     assert missing.status_code == 504
     assert missing.text.strip() and "\n" not in missing.text.strip()
+
+
+@pytest.mark.parametrize("workers", [None, "auto"], ids=["default", "auto"])
+def test_workers_default_to_one_per_cpu(serve_factory: Factory, workers: str | None) -> None:
+    expected = worker_processes("auto", len(os.sched_getaffinity(0)))
+    server = serve_factory(workers=workers)
+    assert f"on {expected} worker(s)" in server.log_text()
+    # Granian starts its workers one after another: all of them within a few seconds.
+    for _ in range(50):
+        if len(server.worker_pids()) == expected:
+            break
+        time.sleep(0.1)
+    assert len(server.worker_pids()) == expected
+    assert fetch(file_url(server, "demo-pkg", WHEEL)).complete
 
 
 # --- resources and lifecycle ---------------------------------------------------------

@@ -1,8 +1,15 @@
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from eggproxy.config import SourceMode, default_index_url, load_config, node_name
+from eggproxy.config import (
+    SourceMode,
+    default_index_url,
+    load_config,
+    node_name,
+    worker_processes,
+)
 from eggproxy.errors import ConfigError
 
 INDEX = "https://index.example.test/simple/"
@@ -231,6 +238,36 @@ def test_operating_defaults(tmp_path: Path) -> None:
     assert (config.metrics, config.max_cache_size, config.access_log) == (True, None, "clf")
     assert config.metrics_path == tmp_path / "c" / ".metrics" / node_name()
     assert "/" not in node_name() and node_name() not in ("", ".", "..")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "auto"), ("auto", "auto"), (" AUTO ", "auto"), ("3", 3)]
+)
+def test_workers_setting(tmp_path: Path, value: str | None, expected: object) -> None:
+    line = "" if value is None else f"workers = {value}\n"
+    config = load_config(_write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n{line}"), environ={})
+    assert config.workers == expected
+    assert config.with_overrides(workers="2").workers == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "workers: must be at least 1, not 0"), ("many", "workers: not a number: many")],
+)
+def test_workers_refuses_bad_values(tmp_path: Path, value: str, message: str) -> None:
+    path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\nworkers = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value).endswith(message)
+
+
+@pytest.mark.parametrize(
+    ("workers", "cpus", "processes"),
+    [("auto", 1, 1), ("auto", 2, 2), ("auto", 8, 8), ("auto", 64, 8), ("auto", 0, 1), (3, 64, 3)],
+)
+def test_worker_processes(workers: int | Literal["auto"], cpus: int, processes: int) -> None:
+    # auto: one per CPU the server may run on, at most 8; a number is taken as given.
+    assert worker_processes(workers, cpus) == processes
 
 
 def test_supply_chain_keys(tmp_path: Path) -> None:

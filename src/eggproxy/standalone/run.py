@@ -23,10 +23,11 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Final
 
 from eggproxy import __version__, logs, metrics
-from eggproxy.config import Config, config_from_mapping, load_config
+from eggproxy.config import Config, config_from_mapping, load_config, worker_processes
 from eggproxy.diskspace import CHECK_INTERVAL
 from eggproxy.errors import CannotListen, ConfigError
 from eggproxy.loops import self_source, self_source_message
@@ -92,6 +93,10 @@ def serve(
     from granian.server import Server
 
     logs.configure()
+    # The workers rebuild the configuration from the flags: they get the number.
+    workers = worker_processes(config.workers, len(os.sched_getaffinity(0)))
+    config = replace(config, workers=workers)
+    overrides = {**(overrides or {}), "workers": str(workers)}
     itself = self_source(config)
     if itself is not None:
         # Every miss would ask ourselves again, until the workers run out.
@@ -114,7 +119,7 @@ def serve(
     )
     chores.start()
     host, _, port = config.bind.rpartition(":")
-    os.environ[ENV] = config_to_env(config, overrides or {})
+    os.environ[ENV] = config_to_env(config, overrides)
     os.environ["EGGPROXY_ACCESS_LOG"] = "1" if access_log else "0"
 
     def serving() -> None:
@@ -124,7 +129,7 @@ def serve(
             __version__,
             config.bind,
             config.prefix,
-            config.workers,
+            workers,
             config.cache_dir,
             ", ".join(source.url or str(source.path) for source in config.effective_sources),
         )
@@ -135,7 +140,7 @@ def serve(
         port=int(port),
         # ASGI, for backpressure on streamed misses (see eggproxy.standalone.app).
         interface=Interfaces.ASGI,
-        workers=config.workers,
+        workers=workers,
         factory=True,
         websockets=False,
         loop=Loops.auto,
