@@ -19,7 +19,6 @@ client and for eggproxy alike.  Rounds alternate direct and eggproxy; the median
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from tests.integration.upstream import Upstream
 
@@ -43,6 +42,7 @@ from bench.run import (
     make_venv,
 )
 from eggproxy.config import worker_processes
+from eggproxy.cpus import available_cpus
 
 TARGETS: Final = {"fast cold": 1.2, "fast warm": 1.05, "slow cold": 1.05}
 
@@ -89,7 +89,10 @@ def main() -> int:
     parser.add_argument("--packages", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--workers", default="auto", help="eggproxy serve --workers (default: auto, its default)"
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="eggproxy serve --workers: a number or auto (default: auto, its default)",
     )
     parser.add_argument("--page-delay", type=float, default=0.03, help="slow link, per page")
     parser.add_argument("--file-delay", type=float, default=0.03, help="slow link, per chunk")
@@ -103,8 +106,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     # As eggproxy serve resolves it, so the bench knows how many workers to wait for.
-    setting = "auto" if args.workers == "auto" else int(args.workers)
-    args.workers = worker_processes(setting, len(os.sched_getaffinity(0)))
+    args.workers = worker_processes(args.workers, available_cpus())
     uv = find_uv()
     clients = [c for c in args.clients.split(",") if c != "uv" or uv]
     with tempfile.TemporaryDirectory(prefix="eggproxy-bench-miss-") as tmp:
@@ -139,6 +141,14 @@ def main() -> int:
                             times.setdefault(f"{link} {client} {what}", []).append(seconds)
     report(times, clients, args)
     return 0
+
+
+def _workers(text: str) -> int | Literal["auto"]:
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a number of at least 1, or auto: {text}")
+    return int(text)
 
 
 def workspace(root: Path, packages: int) -> tuple[Path, Path, list[str], Path]:

@@ -93,7 +93,7 @@ class Config:
     prefix: str = DEFAULT_PREFIX
     update_concurrency: int = 8
     bind: str = DEFAULT_BIND
-    # eggproxy serve: worker processes; "auto" is one per CPU it may run on, at most 8.
+    # eggproxy serve: worker processes; "auto" is one per CPU it may use, at most 8.
     workers: int | Literal["auto"] = "auto"
     # Keep offering cached files that the upstream no longer lists (old pins).
     serve_removed: bool = False
@@ -520,9 +520,15 @@ def parse_size(key: str, value: str) -> int | None:
 
 
 def _parse_workers(key: str, value: str) -> int | Literal["auto"]:
-    if value.strip().lower() == "auto":
+    word = value.strip()
+    if word.lower() == "auto":
         return "auto"
-    number: int = _number(int, 1)(key, value)
+    try:
+        number = int(word)
+    except ValueError:
+        raise ConfigError(f"expected a number or auto, got {word}", key=key) from None
+    if number < 1:
+        raise ConfigError(f"must be at least 1 (or auto), not {word}", key=key)
     return number
 
 
@@ -532,7 +538,7 @@ AUTO_WORKERS_MAX: Final = 8
 def worker_processes(workers: int | Literal["auto"], cpus: int) -> int:
     """How many processes ``eggproxy serve`` starts for the ``workers`` setting.
 
-    ``auto``: one per CPU (``cpus``, those this process may run on), as nginx's
+    ``auto``: one per CPU (``cpus``: :func:`eggproxy.cpus.available_cpus`), as nginx's
     ``worker_processes auto``, so concurrent misses are not queued behind one
     interpreter's lock; at most AUTO_WORKERS_MAX, since each worker keeps its own
     upstream connections, threads and spare files and a proxy waits mostly on I/O.

@@ -30,6 +30,7 @@ from tests.integration.upstream import Upstream
 from tests.support import proc_status
 
 from eggproxy.config import worker_processes
+from eggproxy.cpus import available_cpus
 from eggproxy.download import WHOLE_WAIT
 
 pytestmark = pytest.mark.integration
@@ -290,7 +291,7 @@ def test_upstream_slower_than_timeout(serve_factory: Factory, serve_upstream: Up
 
 @pytest.mark.parametrize("workers", [None, "auto"], ids=["default", "auto"])
 def test_workers_default_to_one_per_cpu(serve_factory: Factory, workers: str | None) -> None:
-    expected = worker_processes("auto", len(os.sched_getaffinity(0)))
+    expected = worker_processes("auto", available_cpus())
     server = serve_factory(workers=workers)
     assert f"on {expected} worker(s)" in server.log_text()
     # Granian starts its workers one after another: all of them within a few seconds.

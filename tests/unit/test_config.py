@@ -252,7 +252,11 @@ def test_workers_setting(tmp_path: Path, value: str | None, expected: object) ->
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("0", "workers: must be at least 1, not 0"), ("many", "workers: not a number: many")],
+    [
+        ("0", "workers: must be at least 1 (or auto), not 0"),
+        ("many", "workers: expected a number or auto, got many"),
+        ("2.5", "workers: expected a number or auto, got 2.5"),
+    ],
 )
 def test_workers_refuses_bad_values(tmp_path: Path, value: str, message: str) -> None:
     path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\nworkers = {value}\n")

@@ -28,6 +28,7 @@ from typing import Final
 
 from eggproxy import __version__, logs, metrics
 from eggproxy.config import Config, config_from_mapping, load_config, worker_processes
+from eggproxy.cpus import available_cpus as cpus
 from eggproxy.diskspace import CHECK_INTERVAL
 from eggproxy.errors import CannotListen, ConfigError
 from eggproxy.loops import self_source, self_source_message
@@ -94,7 +95,7 @@ def serve(
 
     logs.configure()
     # The workers rebuild the configuration from the flags: they get the number.
-    workers = worker_processes(config.workers, len(os.sched_getaffinity(0)))
+    workers = config.workers if config.workers != "auto" else worker_processes("auto", cpus())
     config = replace(config, workers=workers)
     overrides = {**(overrides or {}), "workers": str(workers)}
     itself = self_source(config)
