@@ -447,6 +447,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
+OWNER_FILE: Final = "serve.lock"
+
+
+class DirectoryInUse(Exception):
+    """Another live ``eggproxy serve`` counts into this metrics directory."""
+
+    def __init__(self, directory: Path, pid: str) -> None:
+        self.directory = directory
+        self.pid = pid
+        super().__init__(f"{directory} is in use by another eggproxy serve (pid {pid or '?'})")
+
+
+def claim_directory(directory: Path) -> int:
+    """Hold ``directory`` for this server's life; the descriptor to keep open.
+
+    Two servers on one machine and one cache would share ``<cache>/.metrics/<host>``:
+    the second's :func:`reset_directory` would delete the first's counts under it.  A
+    POSIX record lock on :data:`OWNER_FILE` belongs to the calling process alone
+    (forked workers do not inherit it) and goes with it, so a server that died holds
+    nothing, even if a worker of it lingers.  Raises :class:`DirectoryInUse`.
+    """
+    import errno
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / OWNER_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        try:
+            pid = (directory / OWNER_FILE).read_text().strip()
+        except OSError:
+            pid = ""
+        raise DirectoryInUse(directory, pid) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def reset_directory(directory: Path) -> None:
     """Empty ``directory`` of a previous run's values (``eggproxy serve`` starting)."""
     directory.mkdir(parents=True, exist_ok=True)

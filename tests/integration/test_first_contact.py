@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import FixtureFiles, FrontEnd, page_cache_in_front
-from tests.integration.standalone import CLIENT_TIMEOUT, StandaloneServer, clean_env, start_serve
+from tests.integration.standalone import (
+    CLIENT_TIMEOUT,
+    StandaloneServer,
+    clean_env,
+    start_serve,
+    wait_until,
+)
 from tests.integration.upstream import Upstream
 from tests.support import free_port
 
@@ -137,6 +143,44 @@ def test_a_port_taken_by_another_eggproxy(tmp_path: Path, json_upstream: Upstrea
             requests.get(f"{first.url}demo-pkg/", timeout=CLIENT_TIMEOUT).raise_for_status()
         assert not (tmp_path / "second" / "demo-pkg").exists()
         assert first.running()
+
+
+def test_a_second_server_on_the_same_cache_and_machine(
+    tmp_path: Path, json_upstream: Upstream
+) -> None:
+    # Both would count into <cache>/.metrics/<host>: the second would wipe the first's counts.
+    with start_serve(json_upstream.url, tmp_path / "shared") as first:
+        for _ in range(3):
+            requests.get(f"{first.url}demo-pkg/", timeout=CLIENT_TIMEOUT).raise_for_status()
+        second = _serve(
+            tmp_path,
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--index",
+            json_upstream.url,
+            "--cache-dir",
+            str(first.cache_dir),
+        )
+        line = _one_line(second)
+        metrics = first.cache_dir / ".metrics"
+        (node,) = metrics.iterdir()
+        assert line == (
+            f"eggproxy: configuration error: metrics_dir: {node} is in use by another "
+            f"eggproxy serve (pid {first.pid}): give each server on one machine its own metrics_dir"
+        )
+        assert second.returncode == 2
+
+        def counted() -> int:
+            status = requests.get(f"{first.root}/+status.json", timeout=CLIENT_TIMEOUT)
+            total: int = status.json()["requests"]["total"]
+            return total
+
+        # The first one's counts are still there (its workers flush them within a second).
+        assert wait_until(lambda: counted() >= 3), counted()
+        assert first.running()
+    # Once the first has stopped, the cache is free for the next server.
+    with start_serve(json_upstream.url, tmp_path / "shared") as after:
+        assert after.running()
 
 
 def test_a_port_taken_by_another_program(tmp_path: Path) -> None:

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from eggproxy.metrics import (
+    OWNER_FILE,
     CacheUsage,
+    DirectoryInUse,
     Metrics,
     NullMetrics,
+    claim_directory,
     exposition,
     mark_dead,
     process_status,
@@ -169,3 +172,37 @@ def test_a_metrics_directory_that_cannot_be_written_turns_counting_off(tmp_path:
     assert not proxy.metrics.enabled
     assert proxy.metrics_text() is None
     proxy.close()
+
+
+def test_a_metrics_directory_is_held_by_one_server(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics" / "node"
+    # Another process holds it (as a running eggproxy serve's main process does).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from eggproxy.metrics import claim_directory; "
+            "claim_directory(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()",
+            str(directory),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(DirectoryInUse) as info:
+            claim_directory(directory)
+        assert info.value.pid == str(holder.pid)
+        said = f"{directory} is in use by another eggproxy serve (pid {holder.pid})"
+        assert str(info.value) == said
+    finally:
+        holder.communicate("", timeout=30)
+    # Gone with its process: the next server takes it and says who holds it now.
+    fd = claim_directory(directory)
+    try:
+        assert (directory / OWNER_FILE).read_text() == f"{os.getpid()}\n"
+        reset_directory(directory)  # a reset keeps the owner's file
+        assert (directory / OWNER_FILE).exists()
+    finally:
+        os.close(fd)

@@ -105,8 +105,19 @@ def serve(
     check_address(config.bind)
     # The cache first: a cache directory that cannot be written is named as such.
     Proxy(config).prepare()
+    owner = -1
     if config.metrics:
-        # Counts of a previous run would be added to ours: start from zero.
+        # Counts of a previous run would be added to ours: start from zero.  Not
+        # those of a server still running on this machine and cache: refuse instead.
+        try:
+            owner = metrics.claim_directory(config.metrics_path)
+        except metrics.DirectoryInUse as exc:
+            raise ConfigError(
+                f"{exc}: give each server on one machine its own metrics_dir",
+                key="metrics_dir",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot prepare it: {exc.strerror}", key="metrics_dir") from None
         try:
             metrics.reset_directory(config.metrics_path)
             (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
@@ -156,6 +167,8 @@ def serve(
     finally:
         stop.set()
         proxy.close()
+        if owner >= 0:
+            os.close(owner)
     return 0
 
 
