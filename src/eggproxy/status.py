@@ -226,7 +226,10 @@ def status_html(status: Mapping[str, Any]) -> bytes:
         f"<td>{_ms(s['latency_seconds'])}</td><td>{_ms(s['mean_latency_seconds'])}</td></tr>"
         for s in status["sources"]
     )
-    settings = "".join(_row(k, v, f"setting-{k}") for k, v in status["settings"].items())
+    # A setting that is not set (max_cache_size) reads as the configuration spells it: off.
+    settings = "".join(
+        _row(k, "off" if v is None else v, f"setting-{k}") for k, v in status["settings"].items()
+    )
     note = "" if status["metrics"] else "<p>Metrics are off (metrics = off): no counts.</p>"
     body = (
         f"<h1>eggproxy status</h1>{note}<table>{''.join(summary)}</table>"

@@ -154,8 +154,7 @@ def verify(
             if not held:
                 continue  # a download of it is running: it replaces the file anyway
             moved = quarantine(cache, item)
-        mismatch = Mismatch(item.project, item.name, expected, actual, moved)
-        log.warning("%s", mismatch.line())
-        report.mismatches.append(mismatch)
+        # Reported by the caller (one line each on stdout for the command), not logged too.
+        report.mismatches.append(Mismatch(item.project, item.name, expected, actual, moved))
     report.unverifiable.sort()
     return report

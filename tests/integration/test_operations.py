@@ -227,6 +227,7 @@ def test_cache_commands_verify_prune_stats(up: Upstream, tmp_path: Path) -> None
         result = eggproxy("cache", "verify", "--jobs", "2", "-c", conf, "--cache-dir", str(cache))
         assert result.returncode == 1, result.stdout + result.stderr
         assert f"MISMATCH demo-pkg/{WHEEL}" in result.stdout
+        assert (result.stdout + result.stderr).count("MISMATCH") == 1  # one line, said once
         assert "verified 2 files" in result.stdout
         assert not target.exists()
         assert (cache / ".quarantine" / "demo-pkg" / WHEEL).read_bytes() == bytes(data)

@@ -58,7 +58,11 @@ def test_status_without_metrics(tmp_path: Path) -> None:
         urls={"upstream": "https://up.test/simple/"},
     )
     assert status["requests"]["hit_ratio"] is None and not status["metrics"]
-    assert "Metrics are off" in status_html(status).decode()
+    html = status_html(status).decode()
+    assert "Metrics are off" in html
+    # No limit set: the page says off, as the configuration spells it, not a Python None.
+    assert status["settings"]["max_cache_size"] is None
+    assert '<td id="setting-max_cache_size">off</td>' in html and "None" not in html
 
 
 def test_status_warns_of_a_nearly_full_disk(tmp_path: Path) -> None:
