@@ -241,6 +241,9 @@ def test_a_502_names_the_source_and_why(tmp_path: Path) -> None:
         response = requests.get(f"{server.url}demo-pkg/", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 502
     assert response.text == '502 upstream "upstream" unreachable: connection refused\n'
+    # The access log counts the body it sent (CLF's size), not 0.
+    size = len(response.content)
+    assert f'"GET /simple/demo-pkg/ HTTP/1.1" 502 {size} ' in server.log_text()
 
 
 def test_both_front_ends_refuse_a_looped_request(proxy: FrontEnd, upstream: Upstream) -> None:

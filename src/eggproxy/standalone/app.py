@@ -220,7 +220,7 @@ class App:
                 request.path,
                 scope["http_version"],
                 status,
-                size,
+                size or request.text_bytes,  # an error's body counts as sent (CLF's size)
                 time.perf_counter() - started,
                 outcome,
                 request.upstream,

@@ -17,7 +17,17 @@ END: Final[Message] = {"type": "http.response.body", "body": b""}
 class Request:
     """What a response needs of one ASGI request, with its headers decoded once."""
 
-    __slots__ = ("extensions", "headers", "method", "path", "receive", "scheme", "send", "upstream")
+    __slots__ = (
+        "extensions",
+        "headers",
+        "method",
+        "path",
+        "receive",
+        "scheme",
+        "send",
+        "text_bytes",
+        "upstream",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.method: str = scope["method"]
@@ -38,6 +48,7 @@ class Request:
         self.send = send
         # (source, seconds) when answering asked a source, for the JSON access log.
         self.upstream: tuple[str | None, float | None] | None = None
+        self.text_bytes = 0  # the body of a text answer (an error): the access log's size
 
     async def start(self, status: int, headers: Headers) -> None:
         await self.send(
@@ -64,4 +75,5 @@ class Request:
             ("content-length", str(len(body))),
         ]
         await self.respond(status, headers, body)
+        self.text_bytes = len(body)
         return status
