@@ -8,7 +8,7 @@ does not show it: a container allowed one CPU on a 64-CPU host sees 64.  So
 the quota of the process's cgroup and of its ancestors (cgroup v2
 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``) bounds the
 count, rounded up.  Read when asked, never at import; ``root`` lets tests
-give a tree of their own.
+give a tree of their own.  Nothing here raises: what cannot be read is no quota.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def quota_cpus(root: Path = Path("/")) -> int | None:
     """The tightest CPU quota on this process's cgroup path, in whole CPUs; None: none."""
     try:
         lines = (root / "proc/self/cgroup").read_text().splitlines()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: not text
         return None
     limits = []
     for line in lines:
@@ -52,7 +52,7 @@ def quota_cpus(root: Path = Path("/")) -> int | None:
         elif "cpu" in controllers.split(","):  # cgroup v1, the cpu controller's hierarchy
             for name in (controllers, "cpu", "cpu,cpuacct"):
                 mount = root / "sys/fs/cgroup" / name
-                if mount.is_dir():
+                if os.path.isdir(mount):  # False on any error (a confined process: EACCES)
                     limits += [_v1(mount / rel) for rel in _ancestors(path)]
                     break
     found = [limit for limit in limits if limit is not None]

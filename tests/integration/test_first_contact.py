@@ -152,6 +152,10 @@ def test_a_second_server_on_the_same_cache_and_machine(
     with start_serve(json_upstream.url, tmp_path / "shared") as first:
         for _ in range(3):
             requests.get(f"{first.url}demo-pkg/", timeout=CLIENT_TIMEOUT).raise_for_status()
+        page = first.cache_dir / "demo-pkg" / "index.json"
+        before = page.read_bytes(), page.stat().st_mtime_ns
+        # Its other policy would render every cached page again: refused first, it does not.
+        (tmp_path / "refused.conf").write_text("[eggproxy]\ndeny = demo-pkg\n")
         second = _serve(
             tmp_path,
             "--bind",
@@ -169,6 +173,7 @@ def test_a_second_server_on_the_same_cache_and_machine(
             f"eggproxy serve (pid {first.pid}): give each server on one machine its own metrics_dir"
         )
         assert second.returncode == 2
+        assert (page.read_bytes(), page.stat().st_mtime_ns) == before
 
         def counted() -> int:
             status = requests.get(f"{first.root}/+status.json", timeout=CLIENT_TIMEOUT)

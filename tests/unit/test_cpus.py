@@ -81,3 +81,21 @@ def test_affinity_without_sched_getaffinity(monkeypatch: pytest.MonkeyPatch) -> 
     assert cpus.affinity_cpus() == 6
     monkeypatch.setattr(cpus.os, "cpu_count", lambda: None)
     assert cpus.affinity_cpus() == 1
+
+
+def test_an_unreadable_cgroup_tree_is_no_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A confined process (AppArmor, SELinux) may be refused a look at the mounts.
+    quota = {"cpu,cpuacct/cpu.cfs_quota_us": "100000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}
+    root = _tree(tmp_path, "2:cpu,cpuacct:/\n", quota)
+
+    def refused(path: object) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    assert quota_cpus(root) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr(cpus.os, "stat", refused)  # what os.path.isdir looks with
+        assert quota_cpus(root) is None
+    (root / "proc/self/cgroup").write_bytes(b"\xff\xfe not text")
+    assert quota_cpus(root) is None

@@ -18,6 +18,7 @@ of workers that died and, with ``max_cache_size``, evicts files every
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -103,21 +104,22 @@ def serve(
         # Every miss would ask ourselves again, until the workers run out.
         raise ConfigError(self_source_message(config, itself))
     check_address(config.bind)
-    # The cache first: a cache directory that cannot be written is named as such.
-    Proxy(config).prepare()
-    owner = -1
+    # Before the cache is touched: a server refused for a running one changes nothing.
+    try:
+        owner = _claim_metrics(config)
+    except OSError as exc:
+        # The cache first: a cache directory that cannot be written is named as such.
+        Proxy(config).prepare()
+        hint = "; put metrics_dir on a local file system" if exc.errno in _NO_LOCKS else ""
+        raise ConfigError(f"cannot prepare it: {exc.strerror}{hint}", key="metrics_dir") from None
+    try:
+        Proxy(config).prepare()
+    except BaseException:
+        if owner >= 0:
+            os.close(owner)
+        raise
     if config.metrics:
-        # Counts of a previous run would be added to ours: start from zero.  Not
-        # those of a server still running on this machine and cache: refuse instead.
-        try:
-            owner = metrics.claim_directory(config.metrics_path)
-        except metrics.DirectoryInUse as exc:
-            raise ConfigError(
-                f"{exc}: give each server on one machine its own metrics_dir",
-                key="metrics_dir",
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot prepare it: {exc.strerror}", key="metrics_dir") from None
+        # Counts of a previous run would be added to ours: start from zero.
         try:
             metrics.reset_directory(config.metrics_path)
             (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
@@ -170,6 +172,25 @@ def serve(
         if owner >= 0:
             os.close(owner)
     return 0
+
+
+_NO_LOCKS: Final = frozenset({errno.ENOLCK, errno.EOPNOTSUPP})
+
+
+def _claim_metrics(config: Config) -> int:
+    """Hold the metrics folder (:func:`metrics.claim_directory`); -1 with metrics off.
+
+    A server still running on this machine and cache counts into it: refused, with
+    one line, rather than emptying its counts under it.
+    """
+    if not config.metrics:
+        return -1
+    try:
+        return metrics.claim_directory(config.metrics_path)
+    except metrics.DirectoryInUse as exc:
+        raise ConfigError(
+            f"{exc}: give each server on one machine its own metrics_dir", key="metrics_dir"
+        ) from None
 
 
 def watch_disk(proxy: Proxy, interval: float = CHECK_INTERVAL) -> threading.Thread:
