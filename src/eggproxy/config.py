@@ -439,7 +439,7 @@ def _parse_bool(key: str, value: str) -> bool:
     word = value.strip().lower()
     if word in _TRUE or word in _FALSE:
         return word in _TRUE
-    raise ConfigError(f"expected yes or no, got {value.strip()}", key=key)
+    raise ConfigError(f"expected yes or no (on or off), got {value.strip()}", key=key)
 
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

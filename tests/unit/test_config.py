@@ -182,6 +182,8 @@ def test_inline_comments_are_not_values(tmp_path: Path) -> None:
         ("[default]\nindex_ttl = soon\n", "[default] index_ttl: not a number: soon"),
         ("[eggproxy]\nindex = packages.example.test\n", "[eggproxy] index: not an absolute"),
         ("[eggproxy]\nbind = :x\n", "[eggproxy] bind: expected HOST:PORT, not :x"),
+        # The README's table says on/off; the parser takes yes/no too: the error says both.
+        ("[eggproxy]\nmetrics = maybe\n", "metrics: expected yes or no (on or off), got maybe"),
     ],
 )
 def test_errors_are_one_plain_line(tmp_path: Path, text: str, expected: str) -> None:
