@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,9 +150,13 @@ def test_a_second_server_on_the_same_cache_and_machine(
     tmp_path: Path, json_upstream: Upstream
 ) -> None:
     # Both would count into <cache>/.metrics/<host>: the second would wipe the first's counts.
-    with start_serve(json_upstream.url, tmp_path / "shared") as first:
+    # The first one's housekeeping (every prune_interval here) reads that folder meanwhile:
+    # its lock outlives those reads.
+    chores = {"prune_interval": "0.1"}
+    with start_serve(json_upstream.url, tmp_path / "shared", config=chores) as first:
         for _ in range(3):
             requests.get(f"{first.url}demo-pkg/", timeout=CLIENT_TIMEOUT).raise_for_status()
+        time.sleep(0.5)  # a few rounds of housekeeping (not a timing assertion)
         page = first.cache_dir / "demo-pkg" / "index.json"
         before = page.read_bytes(), page.stat().st_mtime_ns
         # Its other policy would render every cached page again: refused first, it does not.

@@ -280,7 +280,9 @@ def test_json_access_log(up: Upstream, tmp_path: Path) -> None:
             ]
 
         assert wait_until(lambda: len(lines()) == 2), server.log_text()
-        miss, hit = lines()
+        # Two workers may answer them, each writing its own lines: in either order.
+        by_outcome = {str(line["outcome"]): line for line in lines()}
+        miss, hit = by_outcome["miss"], by_outcome["hit"]
     assert miss["outcome"] == "miss" and miss["source"] == "upstream"
     assert isinstance(miss["upstream_seconds"], float)
     assert hit["outcome"] == "hit" and hit["source"] is None and hit["upstream_seconds"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tests.integration.standalone import (
 )
 from tests.integration.upstream import Upstream
 from tests.integration.varnish import VarnishProxy, require_varnish
+
+from eggproxy.standalone.accesslog import FLUSH_INTERVAL
 
 pytestmark = pytest.mark.integration
 
@@ -62,11 +65,15 @@ def get(url: str, accept: str | None = None) -> requests.Response:
 def reached(tier: VarnishProxy, path: str) -> int:
     """How many requests for ``path`` reached eggproxy, once its log has caught up.
 
-    A marker request sent to eggproxy directly is logged after every earlier one.
+    A marker request sent to eggproxy directly is logged after every earlier one by
+    the worker that answers it; another worker's lines of earlier requests are written
+    by then too (at each response) and on disk within FLUSH_INTERVAL of that.
     """
     marker = f"/simple/zz-marker-{len(tier.serve.log_text())}/"
+    sent = time.monotonic()
     requests.get(tier.serve.url + marker.removeprefix("/simple/"), timeout=CLIENT_TIMEOUT)
     assert wait_until(lambda: any(marker in r for r in tier.requests_reaching_eggproxy()))
+    time.sleep(max(0.0, sent + 2 * FLUSH_INTERVAL - time.monotonic()))  # a wait, not a check
     return sum(1 for r in tier.requests_reaching_eggproxy() if r.split()[1] == path)
 
 
