@@ -268,9 +268,10 @@ def load_config(
             if parser.has_section(section):
                 for key, value in parser.items(section):
                     values[key], origin[key] = value, section
-        if "eggs_directory" in origin:
-            origin.setdefault("cache_dir", origin["eggs_directory"])
     try:
+        if path is not None and "eggs_directory" in origin:
+            _one_cache_dir(parser, origin["eggs_directory"])
+            origin.setdefault("cache_dir", origin["eggs_directory"])
         config = config_from_mapping(values, path=path, environ=environ)
         if path is not None:
             sources = tuple(
@@ -344,6 +345,22 @@ def parse_source(name: str, values: Mapping[str, str]) -> SourceConfig:
         mode=mode,
         allow=allow,
     )
+
+
+def _one_cache_dir(parser: configparser.ConfigParser, section: str) -> None:
+    """Refuse a section naming its cache twice, once by its 2008 name, differently.
+
+    Across sections the newer one wins, as for any key ([eggproxy] over [default]).
+    """
+    if not parser.has_option(section, "cache_dir"):
+        return
+    old, new = parser.get(section, "eggs_directory"), parser.get(section, "cache_dir")
+    if old.strip() != new.strip():
+        raise ConfigError(
+            f"the 2008 name of cache_dir, which is also given ({new.strip()}): keep one",
+            key="eggs_directory",
+            section=section,
+        )
 
 
 def config_from_mapping(

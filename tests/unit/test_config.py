@@ -182,6 +182,12 @@ def test_inline_comments_are_not_values(tmp_path: Path) -> None:
         ("[default]\nindex_ttl = soon\n", "[default] index_ttl: not a number: soon"),
         ("[eggproxy]\nindex = packages.example.test\n", "[eggproxy] index: not an absolute"),
         ("[eggproxy]\nbind = :x\n", "[eggproxy] bind: expected HOST:PORT, not :x"),
+        # One section naming its cache by both names, differently: which one is meant?
+        (
+            "[eggproxy]\neggs_directory = /var/eggs\ncache_dir = /var/cache/e\n",
+            "[eggproxy] eggs_directory: the 2008 name of cache_dir, which is also given "
+            "(/var/cache/e): keep one",
+        ),
         # The README's table says on/off; the parser takes yes/no too: the error says both.
         ("[eggproxy]\nmetrics = maybe\n", "metrics: expected yes or no (on or off), got maybe"),
     ],
@@ -306,3 +312,11 @@ def test_bad_supply_chain_values(tmp_path: Path, text: str, key: str) -> None:
     path = _write(tmp_path, f"[eggproxy]\nindex = {INDEX}\n{text}\n")
     with pytest.raises(ConfigError, match=key):
         load_config(path, environ={})
+
+
+def test_both_cache_names(tmp_path: Path) -> None:
+    # The same value twice in one section, or the 2008 section beside the new one: no doubt.
+    same = "[eggproxy]\neggs_directory = /var/eggs\ncache_dir = /var/eggs\n"
+    assert load_config(_write(tmp_path, same), environ={}).cache_dir == Path("/var/eggs")
+    both = "[default]\neggs_directory = /var/eggs\n[eggproxy]\ncache_dir = /var/cache/e\n"
+    assert load_config(_write(tmp_path, both), environ={}).cache_dir == Path("/var/cache/e")
