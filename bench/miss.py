@@ -41,8 +41,9 @@ from bench.run import (
     log,
     make_venv,
 )
-from eggproxy.config import worker_processes
+from eggproxy.config import parse_workers, worker_processes
 from eggproxy.cpus import available_cpus
+from eggproxy.errors import ConfigError
 
 TARGETS: Final = {"fast cold": 1.2, "fast warm": 1.05, "slow cold": 1.05}
 
@@ -144,11 +145,10 @@ def main() -> int:
 
 
 def _workers(text: str) -> int | Literal["auto"]:
-    if text == "auto":
-        return "auto"
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a number of at least 1, or auto: {text}")
-    return int(text)
+    try:
+        return parse_workers("--workers", text)  # as eggproxy serve reads it
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.args[0]) from None  # the message, not the key
 
 
 def workspace(root: Path, packages: int) -> tuple[Path, Path, list[str], Path]:

@@ -536,7 +536,7 @@ def parse_size(key: str, value: str) -> int | None:
     return int(size * _SIZE_UNITS[unit])
 
 
-def _parse_workers(key: str, value: str) -> int | Literal["auto"]:
+def parse_workers(key: str, value: str) -> int | Literal["auto"]:
     word = value.strip()
     if word.lower() == "auto":
         return "auto"
@@ -584,7 +584,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "prefix": _parse_prefix,
     "update_concurrency": _number(int, 1),
     "bind": _parse_bind,
-    "workers": _parse_workers,
+    "workers": parse_workers,
     "serve_removed": _parse_bool,
     "update_via_root": lambda key, value: _parse_choice(key, value, ("auto", "yes", "no")),
     "update_retries": _number(int, 0),

@@ -106,7 +106,7 @@ def serve(
     check_address(config.bind)
     # Before the cache is touched: a server refused for a running one changes nothing.
     try:
-        owner = _claim_metrics(config)
+        owner = _prepare_metrics(config)
     except OSError as exc:
         # The cache first: a cache directory that cannot be written is named as such.
         Proxy(config).prepare()
@@ -118,13 +118,6 @@ def serve(
         if owner >= 0:
             os.close(owner)
         raise
-    if config.metrics:
-        # Counts of a previous run would be added to ours: start from zero.
-        try:
-            metrics.reset_directory(config.metrics_path)
-            (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot prepare it: {exc.strerror}", key="metrics_dir") from None
     proxy = Proxy(config, metrics_dir=config.metrics_path if config.metrics else None)
     watch_disk(proxy)
     stop = threading.Event()
@@ -177,20 +170,28 @@ def serve(
 _NO_LOCKS: Final = frozenset({errno.ENOLCK, errno.EOPNOTSUPP})
 
 
-def _claim_metrics(config: Config) -> int:
-    """Hold the metrics folder (:func:`metrics.claim_directory`); -1 with metrics off.
+def _prepare_metrics(config: Config) -> int:
+    """Hold the metrics folder and empty it; the descriptor holding it, -1 with metrics off.
 
-    A server still running on this machine and cache counts into it: refused, with
-    one line, rather than emptying its counts under it.
+    Counts of a previous run would be added to ours: start from zero.  Not those of
+    a server still running on this machine and cache (:func:`metrics.claim_directory`):
+    refused, with one line.  An ``OSError`` is the caller's to name.
     """
     if not config.metrics:
         return -1
     try:
-        return metrics.claim_directory(config.metrics_path)
+        owner = metrics.claim_directory(config.metrics_path)
     except metrics.DirectoryInUse as exc:
         raise ConfigError(
             f"{exc}: give each server on one machine its own metrics_dir", key="metrics_dir"
         ) from None
+    try:
+        metrics.reset_directory(config.metrics_path)
+        (config.metrics_path / "started").write_text(f"{time.time():.3f}\n")
+    except BaseException:
+        os.close(owner)
+        raise
+    return owner
 
 
 def watch_disk(proxy: Proxy, interval: float = CHECK_INTERVAL) -> threading.Thread:
